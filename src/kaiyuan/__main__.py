@@ -1,0 +1,5 @@
+"""`python -m kaiyuan` runs the command line."""
+
+from kaiyuan.cli.main import main
+
+main()

@@ -1,0 +1,90 @@
+"""Wiring: build the storage backends the settings name and the services on top of them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaiyuan.config import Settings
+from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.services.accounts import AccountService
+from kaiyuan.services.commits import CommitLimits, CommitService
+from kaiyuan.services.reads import ReadService
+from kaiyuan.services.repos import RepoService
+from kaiyuan.services.trees import TreeCache
+from kaiyuan.services.uploads import UploadLimits, UploadService
+from kaiyuan.storage.blobs.fs import FsBlobStore
+from kaiyuan.storage.sql.store import SqlMetadataStore
+
+
+@dataclass(frozen=True)
+class Hub:
+    """Everything the edges (HTTP, CLI) need, built once per process."""
+
+    settings: Settings
+    metadata: MetadataStore
+    blobs: BlobStore
+    accounts: AccountService
+    repos: RepoService
+    reads: ReadService
+    commits: CommitService
+    uploads: UploadService
+
+    def close(self) -> None:
+        self.metadata.close()
+
+
+def build_hub(settings: Settings, *, migrate: bool = True) -> Hub:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metadata = SqlMetadataStore(settings.effective_database_url)
+    if migrate:
+        metadata.migrate()
+    blobs = FsBlobStore(settings.effective_blob_dir, fsync=settings.fsync)
+    return assemble(settings, metadata, blobs)
+
+
+def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> Hub:
+    """Services over given backends (tests pass the in-memory blob store here)."""
+    cache = TreeCache()
+    commit_limits = CommitLimits(
+        max_regular_file_bytes=settings.max_regular_file_bytes,
+        max_card_bytes=settings.max_card_bytes,
+    )
+    upload_limits = UploadLimits(
+        max_file_bytes=settings.max_file_bytes,
+        multipart_threshold_bytes=settings.multipart_threshold_bytes,
+        multipart_part_bytes=settings.multipart_part_bytes,
+        grant_ttl_seconds=settings.upload_link_ttl_seconds,
+    )
+    return Hub(
+        settings=settings,
+        metadata=metadata,
+        blobs=blobs,
+        accounts=AccountService(metadata),
+        repos=RepoService(metadata, blobs, cache),
+        reads=ReadService(metadata, blobs, cache),
+        commits=CommitService(metadata, blobs, cache, commit_limits),
+        uploads=UploadService(metadata, blobs, _secret(settings), upload_limits),
+    )
+
+
+def _secret(settings: Settings) -> bytes:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path: Path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            # link() fails if another process got there first; then its key wins.
+            os.link(staged, path)
+        except FileExistsError:
+            pass
+        finally:
+            staged.unlink()
+    return path.read_text().strip().encode()

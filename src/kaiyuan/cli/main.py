@@ -1,0 +1,153 @@
+"""`kaiyuan`: serve the hub and administer accounts. Errors print one line and a next step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from kaiyuan.bootstrap import Hub, build_hub
+from kaiyuan.config import Settings
+from kaiyuan.core import errors
+from kaiyuan.services.accounts import parse_scope
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+admin = typer.Typer(no_args_is_help=True, help="Administer the hub's data directly.")
+users = typer.Typer(no_args_is_help=True, help="Users.")
+orgs = typer.Typer(no_args_is_help=True, help="Organisations.")
+tokens = typer.Typer(no_args_is_help=True, help="Access tokens.")
+app.add_typer(admin, name="admin")
+admin.add_typer(users, name="user")
+admin.add_typer(orgs, name="org")
+admin.add_typer(tokens, name="token")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: $KAIYUAN_DATA_DIR or ~/.kaiyuan)."),
+]
+
+# Exit codes per error family, so scripts can tell them apart.
+_EXIT_CODES: list[tuple[type[errors.HubError], int, str]] = [
+    (errors.NotFoundError, 3, "check the name with the listing commands"),
+    (errors.ConflictError, 4, "pick another name, or use the existing one"),
+    (errors.AuthenticationError, 5, "create a token: kaiyuan admin token create USER"),
+    (errors.AccessDeniedError, 5, "use a token of a namespace member with write scope"),
+    (errors.InvalidInputError, 2, "see `kaiyuan --help` for the accepted forms"),
+]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _fail(error: errors.HubError) -> NoReturn:
+    for cls, code, hint in _EXIT_CODES:
+        if isinstance(error, cls):
+            typer.echo(f"error: {error.message} (next: {hint})", err=True)
+            raise typer.Exit(code)
+    typer.echo(f"error: {error.message}", err=True)
+    raise typer.Exit(1)
+
+
+def _hub(data_dir: Path | None) -> Hub:
+    return build_hub(_settings(data_dir))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Start the hub; creates or migrates the database first."""
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from kaiyuan.http.app import create_app  # noqa: PLC0415
+
+    settings = _settings(data_dir, host=host, port=port)
+    hub = build_hub(settings)
+    typer.echo(
+        f"Kaiyuan serving {settings.data_dir} on http://{settings.host}:{settings.port} "
+        f"(database: {hub.settings.effective_database_url.split('://', 1)[0]})",
+        err=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(hub),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            proxy_headers=True,
+            timeout_keep_alive=30,
+        )
+    finally:
+        hub.close()
+
+
+@users.command("create")
+def user_create(name: str, data_dir: DataDir = None) -> None:
+    """Create a user (their name is also their namespace)."""
+    hub = _hub(data_dir)
+    try:
+        hub.accounts.create_user(name)
+    except errors.HubError as exc:
+        _fail(exc)
+    finally:
+        hub.close()
+    typer.echo(f"created user {name}", err=True)
+
+
+@orgs.command("create")
+def org_create(
+    name: str,
+    member: Annotated[list[str] | None, typer.Option("--member", help="A member (repeatable).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an organisation with existing users as members."""
+    hub = _hub(data_dir)
+    try:
+        hub.accounts.create_org(name, member or [])
+    except errors.HubError as exc:
+        _fail(exc)
+    finally:
+        hub.close()
+    typer.echo(f"created organisation {name}", err=True)
+
+
+@orgs.command("add-member")
+def org_add_member(name: str, user: str, data_dir: DataDir = None) -> None:
+    """Add an existing user to an organisation."""
+    hub = _hub(data_dir)
+    try:
+        hub.accounts.add_member(name, user)
+    except errors.HubError as exc:
+        _fail(exc)
+    finally:
+        hub.close()
+
+
+@tokens.command("create")
+def token_create(
+    user: str,
+    scope: Annotated[str, typer.Option(help="read or write")] = "write",
+    name: Annotated[str, typer.Option(help="A label shown by whoami.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an access token; prints only the token on stdout."""
+    hub = _hub(data_dir)
+    try:
+        secret = hub.accounts.create_token(user, parse_scope(scope), name)
+    except errors.HubError as exc:
+        _fail(exc)
+    finally:
+        hub.close()
+    sys.stdout.write(secret + "\n")
+
+
+def main() -> None:
+    app()

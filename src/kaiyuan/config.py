@@ -1,0 +1,76 @@
+"""Settings: the only place that reads the environment (prefix KAIYUAN_) or a TOML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class Settings(BaseSettings):
+    """Every setting can be given as `KAIYUAN_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="KAIYUAN_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path.home() / ".kaiyuan",
+        description="Where the embedded database, blobs and the signing key live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default sqlite in data_dir. "
+        "PostgreSQL: postgresql://user@host:port/db.",
+    )
+    blob_dir: Path | None = Field(
+        default=None, description="Directory of the content-addressed blob store; default data_dir/blobs."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `kaiyuan serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `kaiyuan serve` listens on.")
+    public_url: str | None = Field(
+        default=None,
+        description="The URL clients use to reach the hub, when it differs from what requests "
+        "show (behind a proxy). Used in upload links and pagination links.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs upload links. Default: generated once into data_dir/secret.key. "
+        "All server processes sharing a store need the same key.",
+    )
+    fsync: bool = Field(default=True, description="fsync blobs before they become visible.")
+    max_regular_file_bytes: int = Field(
+        default=10 * MiB, ge=1, description="Largest file accepted inline in a commit (non-LFS)."
+    )
+    max_card_bytes: int = Field(default=1 * MiB, ge=1, description="Largest README.md accepted.")
+    max_commit_body_bytes: int = Field(
+        default=512 * MiB, ge=1, description="Largest NDJSON commit request body."
+    )
+    max_file_bytes: int = Field(
+        default=1024 * GiB, ge=1, description="Largest LFS object accepted."
+    )
+    lfs_threshold_bytes: int = Field(
+        default=10 * MiB,
+        ge=1,
+        description="Files at least this large are sent through LFS (preupload answer).",
+    )
+    multipart_threshold_bytes: int = Field(
+        default=8 * GiB, ge=1, description="LFS objects at least this large are uploaded in parts."
+    )
+    multipart_part_bytes: int = Field(
+        default=1 * GiB, ge=1024, description="Size of each part of a multipart upload."
+    )
+    upload_link_ttl_seconds: int = Field(
+        default=24 * 3600, ge=60, description="How long an LFS upload link stays valid."
+    )
+    log_level: str = Field(default="info", description="uvicorn log level.")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kaiyuan.db'}"
+
+    @property
+    def effective_blob_dir(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"

@@ -1,0 +1,1 @@
+"""Domain vocabulary: ids, digests, records, errors and ports. Standard library only."""

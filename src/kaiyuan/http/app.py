@@ -1,0 +1,22 @@
+"""The ASGI application: HF-compatible routes over a Hub, with one error mapping."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from kaiyuan import __version__
+from kaiyuan.bootstrap import Hub
+from kaiyuan.core.errors import HubError
+from kaiyuan.http.hfcompat import dispatch, routes_repos
+from kaiyuan.http.hfcompat.errors import handle_hub_error, handle_unexpected
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(title="Kaiyuan", version=__version__, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    app.add_exception_handler(HubError, handle_hub_error)
+    app.add_exception_handler(Exception, handle_unexpected)
+    app.include_router(routes_repos.router)
+    # The catch-all routes come last: they match any path.
+    app.include_router(dispatch.router)
+    return app

@@ -1,0 +1,91 @@
+"""What every handler takes from a request: the hub, the caller, the public URL, bounded bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from kaiyuan.bootstrap import Hub
+from kaiyuan.core.errors import AuthenticationError, InvalidInputError, TooLargeError
+from kaiyuan.core.models import Principal
+
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
+def hub_of(request: Request) -> Hub:
+    hub = request.app.state.hub
+    assert isinstance(hub, Hub)  # noqa: S101 - set by create_app
+    return hub
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise AuthenticationError("Invalid credentials in Authorization header")
+    return value.strip()
+
+
+async def caller(request: Request) -> Principal:
+    """The authenticated caller; anonymous without a header, 401 for a bad token."""
+    secret = bearer(request)
+    if secret is None:
+        return Principal()
+    return await run_in_threadpool(hub_of(request).accounts.authenticate, secret)
+
+
+def base_url(request: Request) -> str:
+    """Where clients reach us: the configured public URL, else what the request shows."""
+    configured = hub_of(request).settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise TooLargeError(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+
+
+async def read_json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    data = await read_json(request, limit)
+    if not isinstance(data, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type, *, required: bool = False) -> Any:
+    """A typed field of a JSON object: InvalidInput when the type is wrong or it is missing."""
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise InvalidInputError(f"field {name!r} is required")
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidInputError(f"field {name!r} must be of type {kind.__name__}")
+    return value

@@ -1,0 +1,107 @@
+"""Routing on the raw path: `/api/{models|datasets}/{ns}/{name}/{action}/...` and friends.
+
+Starlette decodes %2F before matching routes, which would split `refs%2Fpr%2F1`; so these
+catch-all routes split the undecoded path themselves and hand each handler its segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.http.hfcompat import routes_files, routes_repos, routes_upload
+from kaiyuan.http.hfcompat.rawpath import segments
+
+Handler = Callable[[Request, RepoKind, RepoId, list[str]], Awaitable[Response]]
+
+_API: dict[str, dict[str | None, Handler]] = {
+    "GET": {
+        None: routes_repos.info,
+        "revision": routes_repos.info,
+        "tree": routes_files.tree,
+        "refs": routes_repos.refs,
+        "commits": routes_repos.commits,
+    },
+    "POST": {
+        "paths-info": routes_files.paths_info,
+        "preupload": routes_upload.preupload,
+        "commit": routes_upload.commit,
+        "branch": routes_repos.create_branch,
+        "tag": routes_repos.create_tag,
+    },
+    "DELETE": {
+        "branch": routes_repos.delete_branch,
+        "tag": routes_repos.delete_tag,
+    },
+    "PUT": {"settings": routes_repos.settings},
+}
+
+router = APIRouter()
+
+
+def _not_found() -> Response:
+    return JSONResponse({"error": "not found"}, status_code=404)
+
+
+@router.put("/api/lfs/objects/{sha256}")
+async def lfs_put(request: Request, sha256: str) -> Response:
+    return await routes_upload.lfs_put(request, sha256)
+
+
+@router.post("/api/lfs/objects/{sha256}")
+async def lfs_complete(request: Request, sha256: str) -> Response:
+    return await routes_upload.lfs_complete(request, sha256)
+
+
+@router.put("/api/lfs/objects/{sha256}/parts/{number}")
+async def lfs_put_part(request: Request, sha256: str, number: int) -> Response:
+    return await routes_upload.lfs_put_part(request, sha256, number)
+
+
+@router.api_route("/api/{kind}/{rest:path}", methods=["GET", "POST", "DELETE", "PUT"])
+async def api(request: Request) -> Response:
+    parts = segments(request)  # ["api", kind, ns, name, action?, ...]
+    if parts[1] not in {"models", "datasets"}:
+        return _not_found()
+    if len(parts) < 4:  # noqa: PLR2004
+        return _not_found()
+    kind = RepoKind.parse(parts[1])
+    action = parts[4] if len(parts) > 4 else None  # noqa: PLR2004
+    handler = _API.get(request.method, {}).get(action)
+    if handler is None:
+        return _not_found()
+    return await handler(request, kind, RepoId(parts[2], parts[3]), parts[5:])
+
+
+def _repo_path(parts: list[str]) -> tuple[RepoKind, list[str]]:
+    if parts and parts[0] == "datasets":
+        return RepoKind.DATASET, parts[1:]
+    if parts and parts[0] == "models":
+        return RepoKind.MODEL, parts[1:]
+    return RepoKind.MODEL, parts
+
+
+@router.api_route("/{rest:path}", methods=["GET", "HEAD"])
+async def files(request: Request) -> Response:
+    """`/{ns}/{name}/resolve/{rev}/{path}` for models, `/datasets/...` for datasets."""
+    kind, parts = _repo_path(segments(request))
+    if len(parts) < 4 or parts[2] != "resolve":  # noqa: PLR2004
+        return _not_found()
+    return await routes_files.resolve(request, kind, RepoId(parts[0], parts[1]), parts[3:])
+
+
+@router.post("/{rest:path}")
+async def lfs(request: Request) -> Response:
+    """`/{ns}/{name}.git/info/lfs/objects/{batch|verify}` (with `datasets/` for datasets)."""
+    kind, parts = _repo_path(segments(request))
+    if len(parts) != 6 or parts[2:5] != ["info", "lfs", "objects"] or not parts[1].endswith(".git"):  # noqa: PLR2004
+        return _not_found()
+    repo_id = RepoId(parts[0], parts[1].removesuffix(".git"))
+    if parts[5] == "batch":
+        return await routes_upload.lfs_batch(request, kind, repo_id)
+    if parts[5] == "verify":
+        return await routes_upload.lfs_verify(request, kind, repo_id)
+    return _not_found()

@@ -1,0 +1,67 @@
+"""The one place domain errors become HTTP answers the HF clients understand."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from kaiyuan.core import errors as e
+
+log = logging.getLogger("kaiyuan.http")
+
+# (error class, status, X-Error-Code); the first matching class wins, so subclasses come first.
+_MAPPING: list[tuple[type[e.HubError], int, str | None]] = [
+    (e.RepoNotFoundError, 404, "RepoNotFound"),
+    (e.RevisionNotFoundError, 404, "RevisionNotFound"),
+    (e.EntryNotFoundError, 404, "EntryNotFound"),
+    (e.BlobNotFoundError, 404, "EntryNotFound"),
+    (e.NotFoundError, 404, None),
+    (e.AuthenticationError, 401, None),
+    (e.AccessDeniedError, 403, None),
+    (e.StaleParentError, 412, None),
+    (e.ConflictError, 409, None),
+    (e.TooLargeError, 413, None),
+    (e.InvalidInputError, 400, None),
+    (e.UnsupportedError, 501, None),
+]
+
+
+def status_of(error: e.HubError) -> tuple[int, str | None]:
+    for cls, status, code in _MAPPING:
+        if isinstance(error, cls):
+            return status, code
+    return 500, None
+
+
+def error_response(error: e.HubError) -> JSONResponse:
+    status, code = status_of(error)
+    headers = {"X-Error-Message": _header_safe(error.message)}
+    if code:
+        headers["X-Error-Code"] = code
+    if isinstance(error, e.EntryNotFoundError) and error.commit_id:
+        headers["X-Repo-Commit"] = error.commit_id
+    return JSONResponse({"error": error.message}, status_code=status, headers=headers)
+
+
+async def handle_hub_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, e.HubError)  # noqa: S101 - registered for HubError only
+    return error_response(error)
+
+
+async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex
+    log.exception("unhandled error on %s %s [%s]", request.method, request.url.path, request_id, exc_info=error)
+    return JSONResponse(
+        {"error": f"internal error; request id {request_id}"},
+        status_code=500,
+        headers={"X-Request-Id": request_id},
+    )
+
+
+def _header_safe(message: str) -> str:
+    # Headers carry latin-1 only and no line breaks.
+    flat = " ".join(message.split())
+    return flat.encode("latin-1", "replace").decode("latin-1")[:1000]

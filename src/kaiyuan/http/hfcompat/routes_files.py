@@ -1,0 +1,111 @@
+"""Reading files: tree listings, paths-info, and HEAD/GET resolve with the headers clients need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
+from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.models import FileEntry
+from kaiyuan.http.context import caller, hub_of, read_body
+from kaiyuan.http.hfcompat import wire
+from kaiyuan.http.hfcompat.paging import next_link, page_params
+from kaiyuan.http.hfcompat.rawpath import join_path
+from kaiyuan.http.hfcompat.responses import send_file
+
+TREE_PAGE = 1000
+TREE_PAGE_EXPANDED = 50
+MAX_FORM_BYTES = 4 * 1024 * 1024
+
+
+async def tree(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+    if not args or not args[0]:
+        return Response(status_code=404)
+    revision, folder = args[0], join_path(args[1:])
+    principal = await caller(request)
+    recursive = request.query_params.get("recursive", "").lower() in {"1", "true"}
+    expand = request.query_params.get("expand", "").lower() in {"1", "true"}
+    offset, limit = page_params(request, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
+    reads = hub_of(request).reads
+
+    def run() -> list[Any]:
+        at = reads.resolve(principal, kind, repo_id, revision)
+        return reads.list_tree(at, folder, recursive=recursive)
+
+    entries = await run_in_threadpool(run)
+    page = entries[offset : offset + limit]
+    headers = {}
+    if offset + limit < len(entries):
+        headers["Link"] = next_link(request, offset + limit)
+    return JSONResponse([wire.entry_json(e) for e in page], headers=headers)
+
+
+async def paths_info(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+    if len(args) != 1 or not args[0]:
+        return Response(status_code=404)
+    principal = await caller(request)
+    paths = await _paths_from(request)
+    reads = hub_of(request).reads
+
+    def run() -> list[Any]:
+        at = reads.resolve(principal, kind, repo_id, args[0])
+        return reads.paths_info(at, paths)
+
+    return JSONResponse([wire.entry_json(e) for e in await run_in_threadpool(run)])
+
+
+async def _paths_from(request: Request) -> list[str]:
+    """`paths` from a form body (what the client sends) or a JSON body."""
+    from urllib.parse import parse_qs  # noqa: PLC0415
+
+    body = await read_body(request, MAX_FORM_BYTES)
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type:
+        import json  # noqa: PLC0415
+
+        try:
+            data = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidInputError("request body is not valid JSON") from None
+        paths = data.get("paths") if isinstance(data, dict) else None
+    else:
+        try:
+            paths = parse_qs(body.decode("utf-8"), strict_parsing=False).get("paths", [])
+        except UnicodeDecodeError:
+            raise InvalidInputError("form body is not valid UTF-8") from None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise InvalidInputError("'paths' must be a list of strings")
+    return paths
+
+
+async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+    """HEAD/GET /{repo}/resolve/{rev}/{path}: the file, with X-Repo-Commit and ETag."""
+    if len(args) < 2 or not args[0]:  # noqa: PLR2004
+        return Response(status_code=404)
+    revision, path = args[0], join_path(args[1:])
+    principal = await caller(request)
+    hub = hub_of(request)
+
+    def run() -> tuple[str, FileEntry]:
+        at = hub.reads.resolve(principal, kind, repo_id, revision)
+        if not path:
+            raise EntryNotFoundError("no file path given", at.commit.sha)
+        return at.commit.sha, hub.reads.file(at, path)
+
+    commit, entry = await run_in_threadpool(run)
+    etag = entry.sha256 if entry.lfs else entry.oid
+    headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"'}
+    if entry.lfs:
+        headers["X-Linked-Etag"] = f'"{entry.sha256}"'
+        headers["X-Linked-Size"] = str(entry.size)
+    return send_file(
+        request,
+        path=hub.reads.local_path(entry),
+        size=entry.size,
+        reader=lambda start, end: hub.reads.open(entry, start, end),
+        headers=headers,
+    )

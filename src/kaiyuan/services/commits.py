@@ -1,0 +1,237 @@
+"""Commits: apply a list of file operations to a branch head, atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kaiyuan.core.digests import GitSignature, git_blob_sha1, git_commit_sha1, lfs_pointer_sha1
+from kaiyuan.core.errors import (
+    BlobNotFoundError,
+    EntryNotFoundError,
+    IntegrityError,
+    InvalidInputError,
+    RevisionNotFoundError,
+    StaleParentError,
+    TooLargeError,
+)
+from kaiyuan.core.ids import RepoId, RepoKind, validate_path, validate_sha1, validate_sha256
+from kaiyuan.core.models import BlobInfo, Commit, FileEntry, Principal, RefKind
+from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.services import access, trees
+from kaiyuan.services.clock import Clock, utc_now
+
+MAX_TITLE_LENGTH = 1000
+MAX_MESSAGE_LENGTH = 64 * 1024
+_CAS_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PutRegularFile:
+    """A small file whose bytes travel inside the commit."""
+
+    path: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PutLfsFile:
+    """A file whose bytes were uploaded before the commit (LFS), named by sha256 and size."""
+
+    path: str
+    sha256: str
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFile:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFolder:
+    path: str
+
+
+Operation = PutRegularFile | PutLfsFile | DeleteFile | DeleteFolder
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    title: str
+    description: str
+    operations: list[Operation]
+    parent_commit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitLimits:
+    max_regular_file_bytes: int = 10 * 1024 * 1024
+    max_card_bytes: int = 1024 * 1024
+    max_operations: int = 25_000
+
+
+CARD_FILES = frozenset({"README.md"})
+
+
+def author_signature(author: str, when: datetime) -> GitSignature:
+    return GitSignature(author, f"{author}@users.noreply.kaiyuan", int(when.timestamp()))
+
+
+class CommitService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        cache: trees.TreeCache,
+        limits: CommitLimits,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._cache = cache
+        self._limits = limits
+        self._clock = clock
+
+    def commit(
+        self,
+        principal: Principal,
+        kind: RepoKind,
+        repo_id: RepoId,
+        branch: str,
+        request: CommitRequest,
+    ) -> Commit:
+        """Apply the operations on top of `branch` as one new commit, or change nothing.
+
+        With `parent_commit`, the branch must still point at it (else StaleParentError); without,
+        a concurrent commit is retried on the new head.
+        """
+        self._check_request(request)
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, kind, repo_id)
+        access.require_write(principal, repo_id.namespace)
+        # Inline bytes and uploaded blobs are checked before any metadata changes.
+        blobs = self._store_contents(request.operations)
+        for _ in range(_CAS_ATTEMPTS):
+            with self._store.session(write=True) as session:
+                repo = access.visible_repo(session, principal, kind, repo_id)
+                head_ref = session.get_ref(repo, RefKind.BRANCH, branch)
+                if head_ref is None:
+                    raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}")
+                if request.parent_commit and request.parent_commit != head_ref.target:
+                    raise StaleParentError(
+                        f"parent commit {request.parent_commit} is not the head of {branch!r} "
+                        f"({head_ref.target}); fetch the new head and retry"
+                    )
+                head = session.get_commit(repo, head_ref.target)
+                if head is None:
+                    raise RevisionNotFoundError(f"head of {branch!r} is missing")
+                files = trees.flatten(session, self._cache, head.tree)
+                _apply(files, request.operations, blobs, head.sha)
+                root, new_trees = trees.build(files)
+                now = self._clock()
+                author = principal.user or "anonymous"
+                message = request.title
+                if request.description:
+                    message = f"{request.title}\n\n{request.description}"
+                sha = git_commit_sha1(root, [head.sha], author_signature(author, now), message)
+                commit = Commit(sha, root, (head.sha,), request.title, message, author, now)
+                for index, blob in blobs.items():
+                    op = request.operations[index]
+                    if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):
+                        raise InvalidInputError(
+                            f"LFS object {op.sha256} for {op.path!r} was not uploaded to {repo_id}"
+                        )
+                    session.add_blob(blob, now)
+                    session.add_repo_object(repo.pk, blob.sha256)
+                for tree_sha, entries in new_trees.items():
+                    session.add_tree(tree_sha, entries)
+                session.add_commit(repo, commit)
+                if session.move_branch(repo, branch, head.sha, sha):
+                    session.touch_repo(repo, now)
+                    return commit
+            if request.parent_commit:
+                break
+        raise StaleParentError(f"branch {branch!r} moved during the commit; retry")
+
+    def _check_request(self, request: CommitRequest) -> None:
+        if not request.title or not request.title.strip():
+            raise InvalidInputError("a commit needs a non-empty summary")
+        if len(request.title) > MAX_TITLE_LENGTH or len(request.description) > MAX_MESSAGE_LENGTH:
+            raise TooLargeError("commit summary or description is too long")
+        if len(request.operations) > self._limits.max_operations:
+            raise TooLargeError(
+                f"a commit may hold at most {self._limits.max_operations} operations"
+            )
+        if request.parent_commit is not None:
+            validate_sha1(request.parent_commit)
+        for op in request.operations:
+            validate_path(op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path)
+            if isinstance(op, PutRegularFile):
+                limit = self._limits.max_regular_file_bytes
+                if op.path in CARD_FILES:
+                    limit = self._limits.max_card_bytes
+                if len(op.content) > limit:
+                    raise TooLargeError(
+                        f"{op.path!r} is {len(op.content)} bytes; the limit for this file is "
+                        f"{limit} bytes (upload large files through LFS)"
+                    )
+            elif isinstance(op, PutLfsFile):
+                validate_sha256(op.sha256)
+                if op.size is not None and op.size < 0:
+                    raise InvalidInputError(f"negative size for {op.path!r}")
+
+    def _store_contents(self, operations: list[Operation]) -> dict[int, BlobInfo]:
+        """The blob behind each put operation, by operation index; inline bytes get stored."""
+        stored: dict[int, BlobInfo] = {}
+        for index, op in enumerate(operations):
+            if isinstance(op, PutRegularFile):
+                writer = self._blobs.writer()
+                try:
+                    writer.write(op.content)
+                    info = writer.commit()
+                finally:
+                    writer.abort()
+                stored[index] = info
+            elif isinstance(op, PutLfsFile):
+                try:
+                    info = self._blobs.stat(op.sha256)
+                except BlobNotFoundError:
+                    raise InvalidInputError(
+                        f"LFS object {op.sha256} for {op.path!r} was never uploaded"
+                    ) from None
+                if op.size is not None and info.size != op.size:
+                    raise IntegrityError(
+                        f"LFS object {op.sha256} is {info.size} bytes, the commit says {op.size}"
+                    )
+                stored[index] = info
+        return stored
+
+
+def _apply(
+    files: dict[str, FileEntry],
+    operations: list[Operation],
+    blobs: dict[int, BlobInfo],
+    head: str,
+) -> None:
+    for index, op in enumerate(operations):
+        if isinstance(op, PutRegularFile):
+            digest = blobs[index].sha256
+            files[op.path] = FileEntry(
+                op.path, git_blob_sha1(op.content), len(op.content), digest, False
+            )
+        elif isinstance(op, PutLfsFile):
+            size = blobs[index].size
+            files[op.path] = FileEntry(
+                op.path, lfs_pointer_sha1(op.sha256, size), size, op.sha256, True
+            )
+        elif isinstance(op, DeleteFile):
+            if files.pop(op.path, None) is None:
+                raise EntryNotFoundError(f"cannot delete {op.path!r}: no such file", head)
+        else:
+            prefix = op.path.rstrip("/") + "/"
+            doomed = [p for p in files if p.startswith(prefix)]
+            if not doomed:
+                raise EntryNotFoundError(f"cannot delete folder {op.path!r}: no such folder", head)
+            for path in doomed:
+                del files[path]

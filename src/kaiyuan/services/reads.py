@@ -1,0 +1,102 @@
+"""Reading a repository at a revision: resolve, list, look up files, history, file bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
+from kaiyuan.core.ids import RepoId, RepoKind, normalize_folder, validate_path
+from kaiyuan.core.models import Commit, Entry, FileEntry, FolderEntry, Principal, ResolvedRevision
+from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.services import access, revisions, trees
+
+MAX_PATHS_PER_QUERY = 1000
+MAX_HISTORY_PAGE = 1000
+
+
+class ReadService:
+    def __init__(self, store: MetadataStore, blobs: BlobStore, cache: trees.TreeCache) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._cache = cache
+
+    def resolve(
+        self, principal: Principal, kind: RepoKind, repo_id: RepoId, revision: str | None
+    ) -> ResolvedRevision:
+        """The commit a revision names, for a caller allowed to see the repository."""
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, kind, repo_id)
+            name = revision or repo.default_branch
+            return ResolvedRevision(repo, name, revisions.resolve(session, repo, name))
+
+    def list_tree(self, at: ResolvedRevision, folder: str, *, recursive: bool) -> list[Entry]:
+        """Entries below `folder` ('' = root), in path order; EntryNotFound if it is no folder."""
+        folder = normalize_folder(folder)
+        with self._store.session() as session:
+            found = trees.find(session, self._cache, at.commit.tree, folder)
+            if found is None or not found.is_dir:
+                raise EntryNotFoundError(
+                    f"folder {folder!r} not found at {at.commit.sha[:12]}", at.commit.sha
+                )
+            return list(trees.walk(session, self._cache, found.oid, folder, recursive=recursive))
+
+    def paths_info(self, at: ResolvedRevision, paths: list[str]) -> list[Entry]:
+        """The entries for these paths; paths that do not exist are left out."""
+        if len(paths) > MAX_PATHS_PER_QUERY:
+            raise InvalidInputError(f"at most {MAX_PATHS_PER_QUERY} paths per request")
+        result: list[Entry] = []
+        seen: set[str] = set()
+        with self._store.session() as session:
+            for raw in paths:
+                path = normalize_folder(raw)
+                if path in seen or path == "":
+                    continue
+                seen.add(path)
+                entry = trees.find(session, self._cache, at.commit.tree, path)
+                if entry is None:
+                    continue
+                if entry.is_dir:
+                    result.append(FolderEntry(path, entry.oid))
+                else:
+                    result.append(trees.as_file(entry, path))
+        return result
+
+    def file(self, at: ResolvedRevision, path: str) -> FileEntry:
+        """The file at `path`; EntryNotFound (carrying the commit) when absent or a folder."""
+        validate_path(path)
+        with self._store.session() as session:
+            entry = trees.find(session, self._cache, at.commit.tree, path)
+        if entry is None or entry.is_dir:
+            raise EntryNotFoundError(
+                f"{path!r} not found at revision {at.commit.sha}", at.commit.sha
+            )
+        return trees.as_file(entry, path)
+
+    def history(self, at: ResolvedRevision, *, offset: int, limit: int) -> tuple[list[Commit], bool]:
+        """First-parent history from the resolved commit, newest first; and whether more follow."""
+        limit = max(1, min(limit, MAX_HISTORY_PAGE))
+        result: list[Commit] = []
+        current: Commit | None = at.commit
+        index = 0
+        with self._store.session() as session:
+            while current is not None and len(result) <= limit:
+                if index >= offset:
+                    result.append(current)
+                index += 1
+                parent = current.parents[0] if current.parents else None
+                current = session.get_commit(at.repo, parent) if parent else None
+        return result[:limit], len(result) > limit
+
+    def open(self, entry: FileEntry, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes of a file, [start, end), streamed in large pieces."""
+        return self._blobs.read(entry.sha256, start, end)
+
+    def local_path(self, entry: FileEntry) -> Path | None:
+        return self._blobs.local_path(entry.sha256)
+
+    def read_small(self, entry: FileEntry, limit: int) -> bytes:
+        """A whole file that is known to be small (a model card), refused above `limit`."""
+        if entry.size > limit:
+            raise InvalidInputError(f"{entry.path!r} is larger than {limit} bytes")
+        return b"".join(self.open(entry))

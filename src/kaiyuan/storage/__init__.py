@@ -1,0 +1,1 @@
+"""Storage adapters: implementations of the ports in `kaiyuan.core.ports`."""

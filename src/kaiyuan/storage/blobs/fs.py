@@ -1,0 +1,163 @@
+"""Local-directory blob store: `objects/ab/cd/<sha256>`, written under a temp name and renamed."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
+from kaiyuan.core.ids import validate_sha256
+from kaiyuan.core.models import BlobInfo
+from kaiyuan.storage.blobs.verify import check_blob
+
+READ_PIECE = 4 * 1024 * 1024
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class _FileWriter:
+    """Writes to `tmp/<uuid>`, hashing as it goes; `commit` checks, fsyncs and renames."""
+
+    def __init__(self, tmp_dir: Path, final_path_of: Callable[[str], Path], fsync: bool) -> None:
+        self._tmp = tmp_dir / uuid.uuid4().hex
+        self._file: BinaryIO | None = self._tmp.open("xb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._final_path_of = final_path_of
+        self._fsync = fsync
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise InvalidInputError("writer already finished")
+        self._file.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobInfo:
+        if self._file is None:
+            raise InvalidInputError("writer already finished")
+        try:
+            digest = self._hash.hexdigest()
+            check_blob(digest, self._size, expected_sha256, expected_size)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            final = self._final_path_of(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, final)  # atomic; identical content simply replaces itself
+        finally:
+            self.abort()
+        return BlobInfo(digest, self._size)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+class FsBlobStore:
+    """Blobs as files under `root`. Reads are plain file reads; the edge may send them zero-copy."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self._objects = root / "objects"
+        self._tmp = root / "tmp"
+        self._parts = root / "parts"
+        for folder in (self._objects, self._tmp, self._parts):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+
+    def _path(self, sha256: str) -> Path:
+        validate_sha256(sha256)
+        return self._objects / sha256[:2] / sha256[2:4] / sha256
+
+    def writer(self) -> _FileWriter:
+        return _FileWriter(self._tmp, self._path, self._fsync)
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).is_file()
+
+    def stat(self, sha256: str) -> BlobInfo:
+        try:
+            return BlobInfo(sha256, self._path(sha256).stat().st_size)
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} is not stored") from None
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        try:
+            handle = self._path(sha256).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} is not stored") from None
+        return _read_range(handle, start, end)
+
+    def local_path(self, sha256: str) -> Path | None:
+        path = self._path(sha256)
+        return path if path.is_file() else None
+
+    def delete(self, sha256: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(sha256).unlink()
+
+    def iter_digests(self) -> Iterator[str]:
+        for path in sorted(self._objects.glob("*/*/*")):
+            yield path.name
+
+    def write_part(self, upload_id: str, part_number: int) -> _FileWriter:
+        folder = self._part_dir(upload_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        if part_number < 1:
+            raise InvalidInputError("part numbers start at 1")
+        target = folder / str(part_number)
+        return _FileWriter(self._tmp, lambda _digest: target, self._fsync)
+
+    def complete_parts(
+        self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int
+    ) -> BlobInfo:
+        folder = self._part_dir(upload_id)
+        parts = [folder / str(n) for n in range(1, part_count + 1)]
+        missing = [p.name for p in parts if not p.is_file()]
+        if missing:
+            raise InvalidInputError(f"multipart upload is missing part(s) {', '.join(missing)}")
+        writer = self.writer()
+        try:
+            for part in parts:
+                with part.open("rb") as handle:
+                    while piece := handle.read(READ_PIECE):
+                        writer.write(piece)
+            return writer.commit(expected_sha256, expected_size)
+        finally:
+            writer.abort()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _part_dir(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id):
+            raise InvalidInputError("invalid upload id")
+        return self._parts / upload_id
+
+
+def _read_range(handle: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:
+    with handle:
+        handle.seek(start)
+        remaining = None if end is None else max(0, end - start)
+        while remaining is None or remaining > 0:
+            want = READ_PIECE if remaining is None else min(READ_PIECE, remaining)
+            piece = handle.read(want)
+            if not piece:
+                return
+            if remaining is not None:
+                remaining -= len(piece)
+            yield piece

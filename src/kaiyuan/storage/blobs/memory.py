@@ -1,0 +1,122 @@
+"""In-process blob store: a dict of bytes. A real backend, used by unit and contract tests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
+from kaiyuan.core.models import BlobInfo
+from kaiyuan.storage.blobs.verify import check_blob
+
+READ_PIECE = 4 * 1024 * 1024
+
+
+class _MemoryWriter:
+    def __init__(self, on_commit: _Sink) -> None:
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self._on_commit = on_commit
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        if self._done:
+            raise InvalidInputError("writer already finished")
+        self._buffer += data
+        self._hash.update(data)
+
+    @property
+    def size(self) -> int:
+        return len(self._buffer)
+
+    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobInfo:
+        if self._done:
+            raise InvalidInputError("writer already finished")
+        self._done = True
+        digest = self._hash.hexdigest()
+        try:
+            check_blob(digest, len(self._buffer), expected_sha256, expected_size)
+        finally:
+            data = bytes(self._buffer)
+            self._buffer = bytearray()
+        info = BlobInfo(digest, len(data))
+        self._on_commit(info, data)
+        return info
+
+    def abort(self) -> None:
+        self._done = True
+        self._buffer = bytearray()
+
+
+class _Sink:
+    def __init__(self, target: dict[str, bytes], key: str | None, lock: threading.Lock) -> None:
+        self._target = target
+        self._key = key
+        self._lock = lock
+
+    def __call__(self, info: BlobInfo, data: bytes) -> None:
+        with self._lock:
+            self._target[self._key or info.sha256] = data
+
+
+class MemoryBlobStore:
+    """Keeps every blob in memory. Not for model files; for tests and tiny deployments."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._parts: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def writer(self) -> _MemoryWriter:
+        return _MemoryWriter(_Sink(self._blobs, None, self._lock))
+
+    def exists(self, sha256: str) -> bool:
+        return sha256 in self._blobs
+
+    def stat(self, sha256: str) -> BlobInfo:
+        return BlobInfo(sha256, len(self._get(sha256)))
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        data = self._get(sha256)
+        stop = len(data) if end is None else min(end, len(data))
+        for offset in range(start, stop, READ_PIECE):
+            yield data[offset : min(offset + READ_PIECE, stop)]
+
+    def local_path(self, sha256: str) -> Path | None:  # noqa: ARG002 - no files in memory
+        return None
+
+    def delete(self, sha256: str) -> None:
+        with self._lock:
+            self._blobs.pop(sha256, None)
+
+    def iter_digests(self) -> Iterator[str]:
+        return iter(sorted(self._blobs))
+
+    def write_part(self, upload_id: str, part_number: int) -> _MemoryWriter:
+        return _MemoryWriter(_Sink(self._parts, f"{upload_id}/{part_number}", self._lock))
+
+    def complete_parts(
+        self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int
+    ) -> BlobInfo:
+        keys = [f"{upload_id}/{n}" for n in range(1, part_count + 1)]
+        missing = [k for k in keys if k not in self._parts]
+        if missing:
+            raise InvalidInputError(f"multipart upload is missing part(s) {missing}")
+        writer = self.writer()
+        try:
+            for key in keys:
+                writer.write(self._parts[key])
+            return writer.commit(expected_sha256, expected_size)
+        finally:
+            writer.abort()
+            with self._lock:
+                for key in keys:
+                    self._parts.pop(key, None)
+
+    def _get(self, sha256: str) -> bytes:
+        try:
+            return self._blobs[sha256]
+        except KeyError:
+            raise BlobNotFoundError(f"blob {sha256} is not stored") from None

@@ -1,0 +1,19 @@
+"""The digest and size check every blob store applies before a blob becomes visible."""
+
+from __future__ import annotations
+
+from kaiyuan.core.errors import IntegrityError
+
+
+def check_blob(
+    actual_sha256: str, actual_size: int, expected_sha256: str | None, expected_size: int | None
+) -> None:
+    if expected_size is not None and actual_size != expected_size:
+        raise IntegrityError(
+            f"size mismatch: received {actual_size} bytes, announced {expected_size}"
+        )
+    if expected_sha256 is not None and actual_sha256 != expected_sha256:
+        raise IntegrityError(
+            f"sha256 mismatch: received content hashes to {actual_sha256}, "
+            f"announced {expected_sha256}"
+        )

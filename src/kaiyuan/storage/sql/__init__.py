@@ -1,0 +1,1 @@
+"""Metadata in SQL through SQLAlchemy Core: SQLite by default, PostgreSQL by setting."""

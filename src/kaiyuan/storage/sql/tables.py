@@ -1,0 +1,121 @@
+"""Table definitions shared by SQLite and PostgreSQL. Migrations create them; queries use them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(96), primary_key=True),
+    Column("is_org", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("org", String(96), ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+    Column("member", String(96), ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("user_name", String(96), ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+repos = Table(
+    "repos",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("namespace", String(96), nullable=False),
+    Column("name", String(96), nullable=False),
+    Column("private", Boolean, nullable=False),
+    Column("default_branch", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "namespace", "name", name="uq_repos_kind_namespace_name"),
+    Index("ix_repos_updated_at", "updated_at"),
+)
+
+refs = Table(
+    "refs",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("target", String(40), nullable=False),
+)
+
+commits = Table(
+    "commits",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("sha", String(40), primary_key=True),
+    Column("tree", String(40), nullable=False),
+    Column("parents", String(200), nullable=False),  # space-separated shas, first parent first
+    Column("title", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("author", String(96), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+trees = Table(
+    "trees",
+    metadata,
+    Column("sha", String(40), primary_key=True),
+)
+
+tree_entries = Table(
+    "tree_entries",
+    metadata,
+    Column("tree_sha", String(40), primary_key=True),
+    Column("name", String(1024), primary_key=True),
+    Column("is_dir", Boolean, nullable=False),
+    Column("oid", String(40), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("lfs", Boolean, nullable=False),
+    ForeignKeyConstraint(["tree_sha"], ["trees.sha"], ondelete="CASCADE"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Uploaded objects a repository has proven to hold. A commit may only reference LFS objects that
+# were uploaded to (or committed in) the same repository, so knowing a digest is not enough to
+# copy a private file.
+repo_objects = Table(
+    "repo_objects",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+)
