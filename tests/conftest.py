@@ -1,0 +1,76 @@
+"""Shared fixtures: a private PostgreSQL cluster, hubs on SQLite or PostgreSQL, live servers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The HF clients read their settings when imported: pin them before any test imports them.
+_HF_HOME = tempfile.mkdtemp(prefix="kaiyuan-hf-home-")
+os.environ.update(
+    {
+        "HF_HOME": _HF_HOME,
+        "HF_HUB_DISABLE_XET": "1",  # until the Xet issue lands, uploads go through LFS
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "DO_NOT_TRACK": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+os.environ.pop("HF_ENDPOINT", None)
+os.environ.pop("HF_TOKEN", None)
+
+from tests.support.hubs import HubFactory, ServerInfo, start_server  # noqa: E402
+from tests.support.postgres import PostgresCluster, find_postgres_bin  # noqa: E402
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster | None]:
+    bindir = find_postgres_bin()
+    if bindir is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="kaiyuan-pg-") as root:
+        cluster = PostgresCluster(bindir, Path(root))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path, postgres: PostgresCluster | None) -> Iterator[HubFactory]:
+    factory = HubFactory(tmp_path, postgres)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, postgres: PostgresCluster | None) -> str:
+    if request.param == "postgres" and postgres is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
+    return str(request.param)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresCluster | None,
+) -> Iterator[ServerInfo]:
+    """A live `kaiyuan serve` on 127.0.0.1 with users alice (org acme), bob, and their tokens."""
+    if request.param == "postgres" and postgres is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
+    root = tmp_path_factory.mktemp(f"server-{request.param}")
+    with start_server(root, request.param, postgres) as info:
+        yield info
