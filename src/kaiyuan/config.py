@@ -26,7 +26,8 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql://user@host:port/db.",
     )
     blob_dir: Path | None = Field(
-        default=None, description="Directory of the content-addressed blob store; default data_dir/blobs."
+        default=None,
+        description="Directory of the content-addressed blob store; default data_dir/blobs.",
     )
     host: str = Field(default="127.0.0.1", description="Address `kaiyuan serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `kaiyuan serve` listens on.")
@@ -37,8 +38,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Key that signs upload links. Default: generated once into data_dir/secret.key. "
-        "All server processes sharing a store need the same key.",
+        description="Key that signs upload links. Default: generated once into "
+        "data_dir/secret.key. All server processes sharing a store need the same key.",
     )
     fsync: bool = Field(default=True, description="fsync blobs before they become visible.")
     max_regular_file_bytes: int = Field(

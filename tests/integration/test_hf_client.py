@@ -49,7 +49,10 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     rng = np.random.default_rng(0)
     save_file(
-        {"embed": rng.standard_normal((5200, 1024), dtype=np.float32), "bias": np.arange(7, dtype=np.float32)},
+        {
+            "embed": rng.standard_normal((5200, 1024), dtype=np.float32),
+            "bias": np.arange(7, dtype=np.float32),
+        },
         str(folder / "model.safetensors"),
     )
     (folder / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- test\n---\n# Tiny\n")
@@ -93,10 +96,19 @@ def test_upload_folder_then_read_back_everything(
     assert weights.lfs.sha256 == sha256_file(model_folder / "model.safetensors")
     assert by_name["config.json"].lfs is None
     tree = {e.path: e for e in api.list_repo_tree(repo_id, recursive=True)}
-    assert set(tree) == {".gitattributes", "README.md", "config.json", "docs", "docs/notes.txt", "model.safetensors"}
+    assert set(tree) == {
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "docs",
+        "docs/notes.txt",
+        "model.safetensors",
+    }
 
 
-def test_git_compatible_ids(server: ServerInfo, published: dict[str, str], model_folder: Path) -> None:
+def test_git_compatible_ids(
+    server: ServerInfo, published: dict[str, str], model_folder: Path
+) -> None:
     api = HfApi(endpoint=server.url, token=server.alice)
     entries = {e.path: e for e in api.list_repo_tree(published["repo_id"], recursive=True)}
     content = (model_folder / "config.json").read_bytes()
@@ -116,23 +128,37 @@ def test_download_by_branch_tag_and_sha(
     original = sha256_file(model_folder / "model.safetensors")
     for revision in ("main", "feature/x", "v1.0", sha, sha[:10]):
         path = hf_hub_download(
-            repo_id, "model.safetensors", revision=revision, endpoint=server.url,
-            token=server.alice, cache_dir=tmp_path / "cache",
+            repo_id,
+            "model.safetensors",
+            revision=revision,
+            endpoint=server.url,
+            token=server.alice,
+            cache_dir=tmp_path / "cache",
         )
         assert sha256_file(path) == original, revision
     tensors = load_file(path)
     assert tensors["bias"].tolist() == list(range(7))
 
 
-def test_snapshot_download(server: ServerInfo, published: dict[str, str], model_folder: Path, tmp_path: Path) -> None:
+def test_snapshot_download(
+    server: ServerInfo, published: dict[str, str], model_folder: Path, tmp_path: Path
+) -> None:
     folder = Path(
-        snapshot_download(published["repo_id"], revision="v1.0", endpoint=server.url, token=server.alice, cache_dir=tmp_path)
+        snapshot_download(
+            published["repo_id"],
+            revision="v1.0",
+            endpoint=server.url,
+            token=server.alice,
+            cache_dir=tmp_path,
+        )
     )
     for name in ("README.md", "config.json", "docs/notes.txt", "model.safetensors"):
         assert (folder / name).read_bytes() == (model_folder / name).read_bytes()
 
 
-def test_resolve_headers_and_range_resume(server: ServerInfo, published: dict[str, str], model_folder: Path) -> None:
+def test_resolve_headers_and_range_resume(
+    server: ServerInfo, published: dict[str, str], model_folder: Path
+) -> None:
     """HEAD carries X-Repo-Commit and the right ETags; a Range request resumes mid-file."""
     repo_id = published["repo_id"]
     data = (model_folder / "model.safetensors").read_bytes()
@@ -157,9 +183,17 @@ def test_resolve_headers_and_range_resume(server: ServerInfo, published: dict[st
         assert handle.read(5000) == data[1000:6000]
 
 
-def test_missing_file_is_entry_not_found_with_commit(server: ServerInfo, published: dict[str, str], tmp_path: Path) -> None:
+def test_missing_file_is_entry_not_found_with_commit(
+    server: ServerInfo, published: dict[str, str], tmp_path: Path
+) -> None:
     with pytest.raises(EntryNotFoundError):
-        hf_hub_download(published["repo_id"], "nope.bin", endpoint=server.url, token=server.alice, cache_dir=tmp_path)
+        hf_hub_download(
+            published["repo_id"],
+            "nope.bin",
+            endpoint=server.url,
+            token=server.alice,
+            cache_dir=tmp_path,
+        )
     head = httpx.head(f"{server.url}/{published['repo_id']}/resolve/main/nope.bin")
     assert head.status_code == 404
     assert head.headers["x-error-code"] == "EntryNotFound"
@@ -168,7 +202,13 @@ def test_missing_file_is_entry_not_found_with_commit(server: ServerInfo, publish
 
 def test_unknown_revision(server: ServerInfo, published: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(RevisionNotFoundError):
-        hf_hub_download(published["repo_id"], "config.json", revision="nope", endpoint=server.url, cache_dir=tmp_path)
+        hf_hub_download(
+            published["repo_id"],
+            "config.json",
+            revision="nope",
+            endpoint=server.url,
+            cache_dir=tmp_path,
+        )
 
 
 def test_refs_and_commits(server: ServerInfo, published: dict[str, str]) -> None:
@@ -193,7 +233,10 @@ def test_upload_file_delete_and_parent_commit(server: ServerInfo) -> None:
         commit_message="swap",
         parent_commit=first.oid,
     )
-    assert [e.path for e in api.list_repo_tree(repo_id, recursive=True)] == [".gitattributes", "c.txt"]
+    assert [e.path for e in api.list_repo_tree(repo_id, recursive=True)] == [
+        ".gitattributes",
+        "c.txt",
+    ]
     assert api.list_repo_commits(repo_id)[0].commit_id == second.oid
     assert api.model_info(repo_id).sha == second.oid
 
@@ -206,7 +249,9 @@ def test_tree_pagination_with_slash_in_revision(server: ServerInfo) -> None:
     api.create_branch(repo_id, branch="dev/many")
     files = [CommitOperationAdd(f"files/{i:04d}.txt", f"{i}".encode()) for i in range(1105)]
     api.create_commit(repo_id, operations=files, commit_message="many", revision="dev/many")
-    listed = [e.path for e in api.list_repo_tree(repo_id, path_in_repo="files", revision="dev/many")]
+    listed = [
+        e.path for e in api.list_repo_tree(repo_id, path_in_repo="files", revision="dev/many")
+    ]
     assert listed == [f"files/{i:04d}.txt" for i in range(1105)]
     raw = httpx.get(f"{server.url}/api/models/{repo_id}/tree/dev%2Fmany/files")
     assert 'rel="next"' in raw.headers["link"]
@@ -224,11 +269,18 @@ def test_dataset_repo_and_listing(server: ServerInfo) -> None:
     api = HfApi(endpoint=server.url, token=server.alice)
     repo_id = f"alice/{unique('data')}"
     api.create_repo(repo_id, repo_type="dataset")
-    api.upload_file(path_or_fileobj=b'{"a": 1}\n', path_in_repo="data/train.jsonl", repo_id=repo_id, repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b'{"a": 1}\n',
+        path_in_repo="data/train.jsonl",
+        repo_id=repo_id,
+        repo_type="dataset",
+    )
     assert api.dataset_info(repo_id).id == repo_id
     assert repo_id in {d.id for d in api.list_datasets(search=repo_id.split("/")[1])}
     assert repo_id not in {m.id for m in api.list_models(author="alice")}
-    path = hf_hub_download(repo_id, "data/train.jsonl", repo_type="dataset", endpoint=server.url, token=server.alice)
+    path = hf_hub_download(
+        repo_id, "data/train.jsonl", repo_type="dataset", endpoint=server.url, token=server.alice
+    )
     assert Path(path).read_bytes() == b'{"a": 1}\n'
 
 
@@ -243,7 +295,9 @@ def test_private_repo_invisible_to_others(server: ServerInfo, tmp_path: Path) ->
         with pytest.raises(RepositoryNotFoundError):
             api.model_info(repo_id)
         with pytest.raises(RepositoryNotFoundError):
-            hf_hub_download(repo_id, "s.txt", endpoint=server.url, token=token or False, cache_dir=tmp_path)
+            hf_hub_download(
+                repo_id, "s.txt", endpoint=server.url, token=token or False, cache_dir=tmp_path
+            )
         assert repo_id not in {m.id for m in api.list_models(author="acme")}
     assert repo_id in {m.id for m in owner.list_models(author="acme")}
     reader = HfApi(endpoint=server.url, token=server.tokens["alice_read"])

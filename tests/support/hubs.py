@@ -19,7 +19,9 @@ from kaiyuan.core.models import Scope
 from tests.support.postgres import PostgresCluster, free_port
 
 
-def settings_for(root: Path, backend: str, postgres: PostgresCluster | None, **extra: object) -> Settings:
+def settings_for(
+    root: Path, backend: str, postgres: PostgresCluster | None, **extra: object
+) -> Settings:
     url = None
     if backend == "postgres":
         assert postgres is not None
@@ -88,7 +90,12 @@ def start_server(
     finally:
         hub.close()
     port = free_port()
-    env = {**os.environ, "KAIYUAN_DATA_DIR": str(root), "KAIYUAN_FSYNC": "false", "KAIYUAN_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "KAIYUAN_DATA_DIR": str(root),
+        "KAIYUAN_FSYNC": "false",
+        "KAIYUAN_LOG_LEVEL": "warning",
+    }
     if settings.database_url:
         env["KAIYUAN_DATABASE_URL"] = settings.database_url
     for key, value in extra.items():

@@ -105,7 +105,9 @@ def user_create(name: str, data_dir: DataDir = None) -> None:
 @orgs.command("create")
 def org_create(
     name: str,
-    member: Annotated[list[str] | None, typer.Option("--member", help="A member (repeatable).")] = None,
+    member: Annotated[
+        list[str] | None, typer.Option("--member", help="A member (repeatable).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an organisation with existing users as members."""

@@ -1,4 +1,4 @@
-"""Git-compatible object ids (blob, tree, commit sha1) and the LFS pointer, computed from content."""
+"""Git-compatible object ids (blob, tree and commit sha1) and the LFS pointer file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def git_blob_sha1(data: bytes) -> str:
-    """The git object id of a regular file's content: sha1 of `blob <size>\\0<content>`."""
+    """The git object id of a regular file's content: sha1 of `blob <size>`, NUL, content."""
     digest = hashlib.sha1(f"blob {len(data)}\0".encode(), usedforsecurity=False)
     digest.update(data)
     return digest.hexdigest()
@@ -65,9 +65,7 @@ class GitSignature:
     timestamp: int  # seconds since the epoch, UTC
 
 
-def git_commit_sha1(
-    tree: str, parents: Iterable[str], author: GitSignature, message: str
-) -> str:
+def git_commit_sha1(tree: str, parents: Iterable[str], author: GitSignature, message: str) -> str:
     """The git object id of a commit (author and committer are the same person here)."""
     lines = [f"tree {tree}"]
     lines += [f"parent {p}" for p in parents]

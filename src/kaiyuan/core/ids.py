@@ -86,7 +86,7 @@ class RepoId:
 
 
 def validate_path(value: str) -> str:
-    """A file path inside a repository: relative, `/`-separated, no `..`, `.`, empty parts or NUL."""
+    """A path inside a repository: relative, `/`-separated; no `..`, `.`, empty parts, NUL."""
     if not isinstance(value, str) or not value:
         raise InvalidInputError("path must be a non-empty string")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_LENGTH:
@@ -116,7 +116,7 @@ def normalize_folder(value: str) -> str:
 
 
 def validate_ref_name(value: str) -> str:
-    """A branch or tag name, after git-check-ref-format; `/` is allowed (`feature/x`, `refs/pr/1`)."""
+    """A branch or tag name, after git-check-ref-format; `/` is allowed (`feature/x`)."""
     if not isinstance(value, str) or not value:
         raise InvalidInputError("branch or tag name must be a non-empty string")
     if len(value) > MAX_REF_LENGTH:
@@ -143,6 +143,10 @@ def is_full_sha(value: str) -> bool:
 
 def is_short_sha(value: str) -> bool:
     return bool(_SHORT_HEX.match(value))
+
+
+def is_sha256(value: str) -> bool:
+    return bool(_HEX64.match(value))
 
 
 def validate_sha256(value: str) -> str:

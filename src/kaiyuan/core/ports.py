@@ -29,7 +29,9 @@ class BlobWriter(Protocol):
     @property
     def size(self) -> int: ...
 
-    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobInfo:
+    def commit(
+        self, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> BlobInfo:
         """Check digest and size, then make the blob visible; raises IntegrityError otherwise."""
         ...
 
@@ -109,6 +111,7 @@ class MetadataSession(Protocol):
     def move_branch(self, repo: Repo, name: str, old: str, new: str) -> bool:
         """Compare-and-swap a branch head; False when it no longer points at `old`."""
         ...
+
     def delete_ref(self, repo: Repo, kind: RefKind, name: str) -> None: ...
 
     # commits and trees
@@ -118,6 +121,7 @@ class MetadataSession(Protocol):
     def add_tree(self, sha: str, entries: list[TreeEntry]) -> None:
         """Store a tree object; storing the same sha twice is a no-op."""
         ...
+
     def get_tree(self, sha: str) -> list[TreeEntry] | None: ...
 
     # blobs known to the metadata (content address -> size)

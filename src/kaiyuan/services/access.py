@@ -32,9 +32,7 @@ def require_write(principal: Principal, namespace: str) -> None:
     if principal.scope is not Scope.WRITE:
         raise AccessDeniedError("this token has read scope; a write token is required")
     if namespace not in namespaces_of(principal):
-        raise AccessDeniedError(
-            f"user {principal.user!r} may not write to namespace {namespace!r}"
-        )
+        raise AccessDeniedError(f"user {principal.user!r} may not write to namespace {namespace!r}")
 
 
 def visible_repo(

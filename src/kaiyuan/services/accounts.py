@@ -12,7 +12,7 @@ from kaiyuan.core.models import ANONYMOUS, AccessToken, Account, Principal, Scop
 from kaiyuan.core.ports import MetadataStore
 from kaiyuan.services.clock import Clock, utc_now
 
-TOKEN_PREFIX = "ky_"
+TOKEN_PREFIX = "ky_"  # noqa: S105 - a prefix, not a secret
 _TOKEN_ID_LENGTH = 16
 
 
@@ -75,7 +75,10 @@ class AccountService:
         """The caller behind a bearer secret; anonymous when there is none."""
         if not secret:
             return ANONYMOUS
-        if not secret.startswith(TOKEN_PREFIX) or len(secret) < len(TOKEN_PREFIX) + _TOKEN_ID_LENGTH:
+        if (
+            not secret.startswith(TOKEN_PREFIX)
+            or len(secret) < len(TOKEN_PREFIX) + _TOKEN_ID_LENGTH
+        ):
             raise AuthenticationError("Invalid credentials in Authorization header")
         token_id = secret[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + _TOKEN_ID_LENGTH]
         with self._store.session() as session:

@@ -16,7 +16,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise InvalidInputError(
                 f"YAML aliases are not allowed in card metadata (line {event.start_mark.line + 1})"
             )

@@ -108,51 +108,66 @@ class CommitService:
         """
         self._check_request(request)
         with self._store.session() as session:
-            repo = access.visible_repo(session, principal, kind, repo_id)
+            access.visible_repo(session, principal, kind, repo_id)
         access.require_write(principal, repo_id.namespace)
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
         for _ in range(_CAS_ATTEMPTS):
-            with self._store.session(write=True) as session:
-                repo = access.visible_repo(session, principal, kind, repo_id)
-                head_ref = session.get_ref(repo, RefKind.BRANCH, branch)
-                if head_ref is None:
-                    raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}")
-                if request.parent_commit and request.parent_commit != head_ref.target:
-                    raise StaleParentError(
-                        f"parent commit {request.parent_commit} is not the head of {branch!r} "
-                        f"({head_ref.target}); fetch the new head and retry"
-                    )
-                head = session.get_commit(repo, head_ref.target)
-                if head is None:
-                    raise RevisionNotFoundError(f"head of {branch!r} is missing")
-                files = trees.flatten(session, self._cache, head.tree)
-                _apply(files, request.operations, blobs, head.sha)
-                root, new_trees = trees.build(files)
-                now = self._clock()
-                author = principal.user or "anonymous"
-                message = request.title
-                if request.description:
-                    message = f"{request.title}\n\n{request.description}"
-                sha = git_commit_sha1(root, [head.sha], author_signature(author, now), message)
-                commit = Commit(sha, root, (head.sha,), request.title, message, author, now)
-                for index, blob in blobs.items():
-                    op = request.operations[index]
-                    if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):
-                        raise InvalidInputError(
-                            f"LFS object {op.sha256} for {op.path!r} was not uploaded to {repo_id}"
-                        )
-                    session.add_blob(blob, now)
-                    session.add_repo_object(repo.pk, blob.sha256)
-                for tree_sha, entries in new_trees.items():
-                    session.add_tree(tree_sha, entries)
-                session.add_commit(repo, commit)
-                if session.move_branch(repo, branch, head.sha, sha):
-                    session.touch_repo(repo, now)
-                    return commit
+            commit = self._try_commit(principal, kind, repo_id, branch, request, blobs)
+            if commit is not None:
+                return commit
             if request.parent_commit:
                 break
         raise StaleParentError(f"branch {branch!r} moved during the commit; retry")
+
+    def _try_commit(
+        self,
+        principal: Principal,
+        kind: RepoKind,
+        repo_id: RepoId,
+        branch: str,
+        request: CommitRequest,
+        blobs: dict[int, BlobInfo],
+    ) -> Commit | None:
+        """One attempt in one transaction; None when the branch moved under us."""
+        with self._store.session(write=True) as session:
+            repo = access.visible_repo(session, principal, kind, repo_id)
+            head_ref = session.get_ref(repo, RefKind.BRANCH, branch)
+            if head_ref is None:
+                raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}")
+            if request.parent_commit and request.parent_commit != head_ref.target:
+                raise StaleParentError(
+                    f"parent commit {request.parent_commit} is not the head of {branch!r} "
+                    f"({head_ref.target}); fetch the new head and retry"
+                )
+            head = session.get_commit(repo, head_ref.target)
+            if head is None:
+                raise RevisionNotFoundError(f"head of {branch!r} is missing")
+            files = trees.flatten(session, self._cache, head.tree)
+            _apply(files, request.operations, blobs, head.sha)
+            root, new_trees = trees.build(files)
+            now = self._clock()
+            author = principal.user or "anonymous"
+            message = request.title
+            if request.description:
+                message = f"{request.title}\n\n{request.description}"
+            sha = git_commit_sha1(root, [head.sha], author_signature(author, now), message)
+            commit = Commit(sha, root, (head.sha,), request.title, message, author, now)
+            for index, blob in blobs.items():
+                op = request.operations[index]
+                if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):
+                    raise InvalidInputError(
+                        f"LFS object {op.sha256} for {op.path!r} was not uploaded to {repo_id}"
+                    )
+                session.add_blob(blob, now)
+                session.add_repo_object(repo.pk, blob.sha256)
+            for tree_sha, entries in new_trees.items():
+                session.add_tree(tree_sha, entries)
+            session.add_commit(repo, commit)
+            if not session.move_branch(repo, branch, head.sha, sha):
+                return None
+            session.touch_repo(repo, now)
+            return commit
 
     def _check_request(self, request: CommitRequest) -> None:
         if not request.title or not request.title.strip():
@@ -166,20 +181,23 @@ class CommitService:
         if request.parent_commit is not None:
             validate_sha1(request.parent_commit)
         for op in request.operations:
-            validate_path(op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path)
-            if isinstance(op, PutRegularFile):
-                limit = self._limits.max_regular_file_bytes
-                if op.path in CARD_FILES:
-                    limit = self._limits.max_card_bytes
-                if len(op.content) > limit:
-                    raise TooLargeError(
-                        f"{op.path!r} is {len(op.content)} bytes; the limit for this file is "
-                        f"{limit} bytes (upload large files through LFS)"
-                    )
-            elif isinstance(op, PutLfsFile):
-                validate_sha256(op.sha256)
-                if op.size is not None and op.size < 0:
-                    raise InvalidInputError(f"negative size for {op.path!r}")
+            self._check_operation(op)
+
+    def _check_operation(self, op: Operation) -> None:
+        validate_path(op.path.rstrip("/") if isinstance(op, DeleteFolder) else op.path)
+        if isinstance(op, PutRegularFile):
+            limit = self._limits.max_regular_file_bytes
+            if op.path in CARD_FILES:
+                limit = self._limits.max_card_bytes
+            if len(op.content) > limit:
+                raise TooLargeError(
+                    f"{op.path!r} is {len(op.content)} bytes; the limit for this file is "
+                    f"{limit} bytes (upload large files through LFS)"
+                )
+        elif isinstance(op, PutLfsFile):
+            validate_sha256(op.sha256)
+            if op.size is not None and op.size < 0:
+                raise InvalidInputError(f"negative size for {op.path!r}")
 
     def _store_contents(self, operations: list[Operation]) -> dict[int, BlobInfo]:
         """The blob behind each put operation, by operation index; inline bytes get stored."""
@@ -218,12 +236,12 @@ def _apply(
         if isinstance(op, PutRegularFile):
             digest = blobs[index].sha256
             files[op.path] = FileEntry(
-                op.path, git_blob_sha1(op.content), len(op.content), digest, False
+                op.path, git_blob_sha1(op.content), len(op.content), digest, lfs=False
             )
         elif isinstance(op, PutLfsFile):
             size = blobs[index].size
             files[op.path] = FileEntry(
-                op.path, lfs_pointer_sha1(op.sha256, size), size, op.sha256, True
+                op.path, lfs_pointer_sha1(op.sha256, size), size, op.sha256, lfs=True
             )
         elif isinstance(op, DeleteFile):
             if files.pop(op.path, None) is None:

@@ -73,7 +73,9 @@ class ReadService:
             )
         return trees.as_file(entry, path)
 
-    def history(self, at: ResolvedRevision, *, offset: int, limit: int) -> tuple[list[Commit], bool]:
+    def history(
+        self, at: ResolvedRevision, *, offset: int, limit: int
+    ) -> tuple[list[Commit], bool]:
         """First-parent history from the resolved commit, newest first; and whether more follow."""
         limit = max(1, min(limit, MAX_HISTORY_PAGE))
         result: list[Commit] = []

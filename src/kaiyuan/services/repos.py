@@ -22,11 +22,42 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
     for pattern in (
-        "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5",
-        "*.joblib", "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx",
-        "*.ot", "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar",
-        "*.safetensors", "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm",
-        "*.xz", "*.zip", "*.zst", "*tfevents*",
+        "*.7z",
+        "*.arrow",
+        "*.bin",
+        "*.bz2",
+        "*.ckpt",
+        "*.ftz",
+        "*.gguf",
+        "*.gz",
+        "*.h5",
+        "*.joblib",
+        "*.lfs.*",
+        "*.mlmodel",
+        "*.model",
+        "*.msgpack",
+        "*.npy",
+        "*.npz",
+        "*.onnx",
+        "*.ot",
+        "*.parquet",
+        "*.pb",
+        "*.pickle",
+        "*.pkl",
+        "*.pt",
+        "*.pth",
+        "*.rar",
+        "*.safetensors",
+        "saved_model/**/*",
+        "*.tar.*",
+        "*.tar",
+        "*.tflite",
+        "*.tgz",
+        "*.wasm",
+        "*.xz",
+        "*.zip",
+        "*.zst",
+        "*tfevents*",
     )
 ).encode()
 
@@ -44,9 +75,7 @@ class RepoService:
         self._cache = cache
         self._clock = clock
 
-    def create(
-        self, principal: Principal, kind: RepoKind, repo_id: RepoId, private: bool
-    ) -> Repo:
+    def create(self, principal: Principal, kind: RepoKind, repo_id: RepoId, private: bool) -> Repo:
         """Create a repository with an initial commit on `main` holding `.gitattributes`."""
         access.require_write(principal, repo_id.namespace)
         writer = self._blobs.writer()
@@ -54,7 +83,11 @@ class RepoService:
         blob = writer.commit()
         now = self._clock()
         entry = FileEntry(
-            ".gitattributes", git_blob_sha1(DEFAULT_GITATTRIBUTES), blob.size, blob.sha256, False
+            ".gitattributes",
+            git_blob_sha1(DEFAULT_GITATTRIBUTES),
+            blob.size,
+            blob.sha256,
+            lfs=False,
         )
         root, new_trees = trees.build({entry.path: entry})
         author = principal.user or "kaiyuan"
@@ -90,7 +123,12 @@ class RepoService:
             access.require_write(principal, repo_id.namespace)
             session.set_private(repo, private)
         return Repo(
-            repo.pk, repo.kind, repo.repo_id, private, repo.created_at, repo.updated_at,
+            repo.pk,
+            repo.kind,
+            repo.repo_id,
+            private,
+            repo.created_at,
+            repo.updated_at,
             repo.default_branch,
         )
 

@@ -54,12 +54,10 @@ class TreeCache:
         return value
 
 
-def find(
-    session: MetadataSession, cache: TreeCache, root: str, path: str
-) -> TreeEntry | None:
+def find(session: MetadataSession, cache: TreeCache, root: str, path: str) -> TreeEntry | None:
     """The entry at `path` under tree `root` ('' is the root folder itself)."""
     if path == "":
-        return TreeEntry("", True, root)
+        return TreeEntry("", is_dir=True, oid=root)
     current = root
     parts = path.split("/")
     for index, part in enumerate(parts):
@@ -127,10 +125,11 @@ def build(files: dict[str, FileEntry]) -> tuple[str, dict[str, list[TreeEntry]]]
 
 def _hash_folder(folder: _Folder, out: dict[str, list[TreeEntry]]) -> str:
     entries = [
-        TreeEntry(name, False, f.oid, f.size, f.sha256, f.lfs) for name, f in folder.files.items()
+        TreeEntry(name, is_dir=False, oid=f.oid, size=f.size, sha256=f.sha256, lfs=f.lfs)
+        for name, f in folder.files.items()
     ]
     for name, sub in folder.folders.items():
-        entries.append(TreeEntry(name, True, _hash_folder(sub, out), 0, None, False))
+        entries.append(TreeEntry(name, is_dir=True, oid=_hash_folder(sub, out)))
     sha = git_tree_sha1(GitTreeItem(e.name, e.oid, e.is_dir) for e in entries)
     out[sha] = entries
     return sha

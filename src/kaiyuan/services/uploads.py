@@ -16,7 +16,7 @@ from kaiyuan.core.errors import (
     InvalidInputError,
     TooLargeError,
 )
-from kaiyuan.core.ids import RepoId, RepoKind, validate_sha256
+from kaiyuan.core.ids import RepoId, RepoKind, is_sha256, validate_sha256
 from kaiyuan.core.models import BlobInfo, Principal, Repo
 from kaiyuan.core.ports import BlobStore, BlobWriter, MetadataStore
 from kaiyuan.services import access
@@ -88,9 +88,12 @@ class UploadService:
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             access.require_write(principal, repo_id.namespace)
-            held = {sha for sha, _ in objects if _is_digest(sha) and session.has_repo_object(repo.pk, sha)}
-        plans = [self._plan_one(repo, sha, size, sha in held) for sha, size in objects]
-        return plans
+            held = {
+                sha
+                for sha, _ in objects
+                if _is_digest(sha) and session.has_repo_object(repo.pk, sha)
+            }
+        return [self._plan_one(repo, sha, size, sha in held) for sha, size in objects]
 
     def _plan_one(self, repo: Repo, sha256: str, size: int, held: bool) -> ObjectPlan:
         if not _is_digest(sha256):
@@ -199,4 +202,4 @@ class SizedWriter:
 
 
 def _is_digest(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)  # noqa: PLR2004
+    return isinstance(value, str) and is_sha256(value)

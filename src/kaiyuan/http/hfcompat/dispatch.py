@@ -94,8 +94,9 @@ async def files(request: Request) -> Response:
 
 
 @router.post("/{rest:path}")
-async def lfs(request: Request) -> Response:
+async def lfs(request: Request, rest: str) -> Response:
     """`/{ns}/{name}.git/info/lfs/objects/{batch|verify}` (with `datasets/` for datasets)."""
+    del rest  # the raw path is parsed instead: it keeps %2F intact
     kind, parts = _repo_path(segments(request))
     if len(parts) != 6 or parts[2:5] != ["info", "lfs", "objects"] or not parts[1].endswith(".git"):  # noqa: PLR2004
         return _not_found()

@@ -53,7 +53,13 @@ async def handle_hub_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     request_id = uuid.uuid4().hex
-    log.exception("unhandled error on %s %s [%s]", request.method, request.url.path, request_id, exc_info=error)
+    log.error(
+        "unhandled error on %s %s [%s]",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=error,
+    )
     return JSONResponse(
         {"error": f"internal error; request id {request_id}"},
         status_code=500,

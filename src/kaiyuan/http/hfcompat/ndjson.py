@@ -35,7 +35,7 @@ def parse_commit(body: bytes) -> CommitRequest:
             operations.append(_operation(key, value, number))
     if header is None:
         raise InvalidInputError("empty commit: no header line")
-    summary = _text(header, "summary", 1, required=True)
+    summary = _text(header, "summary", 1, required=True) or ""
     description = _text(header, "description", 1) or ""
     parent = _text(header, "parentCommit", 1)
     return CommitRequest(summary, description, operations, parent or None)

@@ -31,10 +31,8 @@ def send_file(
     if path is not None:
         return LargeChunkFileResponse(path, headers=headers, media_type="application/octet-stream")
     span = _single_range(request.headers.get("range"), size)
-    if span == "unsatisfiable":
-        return Response(
-            status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
-        )
+    if isinstance(span, Unsatisfiable):
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = (0, size) if span is None else span
     headers["Content-Length"] = str(end - start)
     status = 200
@@ -51,7 +49,11 @@ def send_file(
     )
 
 
-def _single_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+class Unsatisfiable:
+    """A range that lies outside the file (answered with 416)."""
+
+
+def _single_range(header: str | None, size: int) -> tuple[int, int] | Unsatisfiable | None:  # noqa: PLR0911
     """[start, end) of a single `bytes=` range; None to send everything (incl. multi-range)."""
     if not header:
         return None
@@ -64,10 +66,10 @@ def _single_range(header: str | None, size: int) -> tuple[int, int] | str | None
     if first == "":
         length = int(last)
         if length == 0:
-            return "unsatisfiable"
+            return Unsatisfiable()
         return max(0, size - length), size
     start = int(first)
     end = size if last == "" else min(int(last) + 1, size)
     if start >= size or end <= start:
-        return "unsatisfiable"
+        return Unsatisfiable()
     return start, end

@@ -44,7 +44,9 @@ async def tree(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str
     return JSONResponse([wire.entry_json(e) for e in page], headers=headers)
 
 
-async def paths_info(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+async def paths_info(
+    request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
+) -> Response:
     if len(args) != 1 or not args[0]:
         return Response(status_code=404)
     principal = await caller(request)

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.errors import AlreadyExistsError, HubError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.core.models import FileEntry, Principal, ResolvedRevision
+from kaiyuan.core.models import FileEntry, Principal
 from kaiyuan.http.context import base_url, caller, field, hub_of, read_json_object
 from kaiyuan.http.hfcompat import wire
 from kaiyuan.http.hfcompat.errors import error_response
@@ -86,12 +86,12 @@ async def create_repo(request: Request) -> Response:
 
 
 def _private_flag(data: dict[str, Any]) -> bool:
-    visibility = field(data, "visibility", str)
+    visibility: str | None = field(data, "visibility", str)
     if visibility is not None:
         if visibility not in {"public", "private"}:
             raise InvalidInputError("visibility must be 'public' or 'private'")
         return visibility == "private"
-    return bool(field(data, "private", bool))
+    return field(data, "private", bool) is True
 
 
 @router.delete("/api/repos/delete")
@@ -169,11 +169,11 @@ def _info(
     at = reads.resolve(principal, kind, repo_id, revision)
     files = [e for e in reads.list_tree(at, "", recursive=True) if isinstance(e, FileEntry)]
     return wire.repo_info_json(
-        at.repo, at.commit, files, with_blobs=with_blobs, card_data=_card(request, at, files)
+        at.repo, at.commit, files, with_blobs=with_blobs, card_data=_card(request, files)
     )
 
 
-def _card(request: Request, at: ResolvedRevision, files: list[FileEntry]) -> dict[str, Any] | None:
+def _card(request: Request, files: list[FileEntry]) -> dict[str, Any] | None:
     card = next((f for f in files if f.path == cards.CARD_PATH), None)
     if card is None:
         return None
@@ -183,7 +183,6 @@ def _card(request: Request, at: ResolvedRevision, files: list[FileEntry]) -> dic
         return cards.parse_card(text)
     except (HubError, UnicodeDecodeError):
         return None  # a card that cannot be read is shown without metadata
-    del at
 
 
 async def refs(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
@@ -207,12 +206,18 @@ async def commits(request: Request, kind: RepoKind, repo_id: RepoId, args: list[
         return reads.history(at, offset=offset, limit=limit)
 
     history, more = await run_in_threadpool(run)
-    formatted = "formatted" in request.query_params.getlist("expand[]") + request.query_params.getlist("expand")
+    formatted = "formatted" in request.query_params.getlist(
+        "expand[]"
+    ) + request.query_params.getlist("expand")
     headers = {"Link": next_link(request, offset + limit)} if more else {}
-    return JSONResponse([wire.commit_json(c, formatted=formatted) for c in history], headers=headers)
+    return JSONResponse(
+        [wire.commit_json(c, formatted=formatted) for c in history], headers=headers
+    )
 
 
-async def create_branch(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+async def create_branch(
+    request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
+) -> Response:
     name = _single(args)
     principal = await caller(request)
     data = await read_json_object(request)
@@ -225,23 +230,31 @@ async def create_branch(request: Request, kind: RepoKind, repo_id: RepoId, args:
     return JSONResponse({})
 
 
-async def delete_branch(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+async def delete_branch(
+    request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
+) -> Response:
     name = _single(args)
     principal = await caller(request)
     await run_in_threadpool(hub_of(request).repos.delete_branch, principal, kind, repo_id, name)
     return JSONResponse({})
 
 
-async def create_tag(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+async def create_tag(
+    request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
+) -> Response:
     revision = _single(args)
     principal = await caller(request)
     data = await read_json_object(request)
     tag = field(data, "tag", str, required=True)
-    await run_in_threadpool(hub_of(request).repos.create_tag, principal, kind, repo_id, tag, revision)
+    await run_in_threadpool(
+        hub_of(request).repos.create_tag, principal, kind, repo_id, tag, revision
+    )
     return JSONResponse({})
 
 
-async def delete_tag(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
+async def delete_tag(
+    request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
+) -> Response:
     tag = _single(args)
     principal = await caller(request)
     await run_in_threadpool(hub_of(request).repos.delete_tag, principal, kind, repo_id, tag)
@@ -256,7 +269,9 @@ async def settings(request: Request, kind: RepoKind, repo_id: RepoId, args: list
     if "private" not in data and "visibility" not in data:
         raise InvalidInputError("nothing to change: send 'private' or 'visibility'")
     private = _private_flag(data)
-    repo = await run_in_threadpool(hub_of(request).repos.set_private, principal, kind, repo_id, private)
+    repo = await run_in_threadpool(
+        hub_of(request).repos.set_private, principal, kind, repo_id, private
+    )
     return JSONResponse({"private": repo.private})
 
 

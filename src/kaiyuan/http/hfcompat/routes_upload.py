@@ -104,7 +104,8 @@ async def lfs_batch(request: Request, kind: RepoKind, repo_id: RepoId) -> Respon
     hub = hub_of(request)
     plans = await run_in_threadpool(hub.uploads.plan, principal, kind, repo_id, wanted)
     base = base_url(request)
-    verify = f"{base}/{'' if kind is RepoKind.MODEL else kind.plural + '/'}{repo_id}.git/info/lfs/objects/verify"
+    prefix = "" if kind is RepoKind.MODEL else f"{kind.plural}/"
+    verify = f"{base}/{prefix}{repo_id}.git/info/lfs/objects/verify"
     body = {"transfer": "basic", "objects": [_object_json(base, verify, p) for p in plans]}
     return JSONResponse(body, media_type=LFS_MEDIA_TYPE)
 
@@ -151,8 +152,12 @@ def _grant_from(request: Request, sha256: str) -> UploadGrant:
             raise InvalidInputError(f"upload link is missing {name!r}")
         numbers[name] = int(text)
     return UploadGrant(
-        numbers["repo"], sha256, numbers["size"], numbers["expires"],
-        params.get("upload_id", ""), params.get("sig", ""),
+        numbers["repo"],
+        sha256,
+        numbers["size"],
+        numbers["expires"],
+        params.get("upload_id", ""),
+        params.get("sig", ""),
     )
 
 

@@ -22,7 +22,12 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     """A tree / paths-info item."""
     if not isinstance(entry, FileEntry):
         return {"type": "directory", "oid": entry.oid, "size": 0, "path": entry.path}
-    item: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": entry.path}
+    item: dict[str, Any] = {
+        "type": "file",
+        "oid": entry.oid,
+        "size": entry.size,
+        "path": entry.path,
+    }
     if entry.lfs:
         item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size(entry)}
     return item

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,10 +14,9 @@ from typing import BinaryIO
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
 from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.verify import check_blob
+from kaiyuan.storage.blobs.verify import check_blob, check_upload_id
 
 READ_PIECE = 4 * 1024 * 1024
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class _FileWriter:
@@ -43,7 +41,9 @@ class _FileWriter:
     def size(self) -> int:
         return self._size
 
-    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobInfo:
+    def commit(
+        self, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> BlobInfo:
         if self._file is None:
             raise InvalidInputError("writer already finished")
         try:
@@ -56,7 +56,7 @@ class _FileWriter:
             self._file = None
             final = self._final_path_of(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, final)  # atomic; identical content simply replaces itself
+            self._tmp.replace(final)  # atomic; identical content simply replaces itself
         finally:
             self.abort()
         return BlobInfo(digest, self._size)
@@ -144,9 +144,7 @@ class FsBlobStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _part_dir(self, upload_id: str) -> Path:
-        if not _UPLOAD_ID.match(upload_id):
-            raise InvalidInputError("invalid upload id")
-        return self._parts / upload_id
+        return self._parts / check_upload_id(upload_id)
 
 
 def _read_range(handle: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:

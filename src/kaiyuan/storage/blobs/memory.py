@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
+from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.verify import check_blob
+from kaiyuan.storage.blobs.verify import check_blob, check_upload_id
 
 READ_PIECE = 4 * 1024 * 1024
 
@@ -31,7 +32,9 @@ class _MemoryWriter:
     def size(self) -> int:
         return len(self._buffer)
 
-    def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobInfo:
+    def commit(
+        self, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> BlobInfo:
         if self._done:
             raise InvalidInputError("writer already finished")
         self._done = True
@@ -73,7 +76,7 @@ class MemoryBlobStore:
         return _MemoryWriter(_Sink(self._blobs, None, self._lock))
 
     def exists(self, sha256: str) -> bool:
-        return sha256 in self._blobs
+        return validate_sha256(sha256) in self._blobs
 
     def stat(self, sha256: str) -> BlobInfo:
         return BlobInfo(sha256, len(self._get(sha256)))
@@ -95,11 +98,15 @@ class MemoryBlobStore:
         return iter(sorted(self._blobs))
 
     def write_part(self, upload_id: str, part_number: int) -> _MemoryWriter:
+        check_upload_id(upload_id)
+        if part_number < 1:
+            raise InvalidInputError("part numbers start at 1")
         return _MemoryWriter(_Sink(self._parts, f"{upload_id}/{part_number}", self._lock))
 
     def complete_parts(
         self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int
     ) -> BlobInfo:
+        check_upload_id(upload_id)
         keys = [f"{upload_id}/{n}" for n in range(1, part_count + 1)]
         missing = [k for k in keys if k not in self._parts]
         if missing:
@@ -116,6 +123,7 @@ class MemoryBlobStore:
                     self._parts.pop(key, None)
 
     def _get(self, sha256: str) -> bytes:
+        validate_sha256(sha256)
         try:
             return self._blobs[sha256]
         except KeyError:

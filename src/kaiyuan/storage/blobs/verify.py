@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from kaiyuan.core.errors import IntegrityError
+import re
+
+from kaiyuan.core.errors import IntegrityError, InvalidInputError
+
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def check_blob(
@@ -17,3 +21,10 @@ def check_blob(
             f"sha256 mismatch: received content hashes to {actual_sha256}, "
             f"announced {expected_sha256}"
         )
+
+
+def check_upload_id(upload_id: str) -> str:
+    """Upload ids name staging folders: a safe alphabet only."""
+    if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
+        raise InvalidInputError("invalid upload id")
+    return upload_id

@@ -92,7 +92,9 @@ class SqlSession:
         return Account(row.name, row.is_org, _utc(row.created_at)) if row else None
 
     def add_member(self, org: str, user: str) -> None:
-        self._c.execute(insert_ignoring_duplicates(self._engine, t.memberships).values(org=org, member=user))
+        self._c.execute(
+            insert_ignoring_duplicates(self._engine, t.memberships).values(org=org, member=user)
+        )
 
     def orgs_of(self, user: str) -> list[str]:
         query = select(t.memberships.c.org).where(t.memberships.c.member == user)
@@ -121,7 +123,11 @@ class SqlSession:
         if row is None:
             return None
         return AccessToken(
-            row.token_id, row.user_name, Scope(row.scope), row.secret_sha256, row.display_name,
+            row.token_id,
+            row.user_name,
+            Scope(row.scope),
+            row.secret_sha256,
+            row.display_name,
             _utc(row.created_at),
         )
 
@@ -132,8 +138,13 @@ class SqlSession:
                 result = self._c.execute(
                     insert(t.repos)
                     .values(
-                        kind=kind.value, namespace=repo_id.namespace, name=repo_id.name,
-                        private=private, default_branch="main", created_at=now, updated_at=now,
+                        kind=kind.value,
+                        namespace=repo_id.namespace,
+                        name=repo_id.name,
+                        private=private,
+                        default_branch="main",
+                        created_at=now,
+                        updated_at=now,
                     )
                     .returning(t.repos.c.pk)
                 )
@@ -182,7 +193,11 @@ class SqlSession:
         if author:
             query = query.where(t.repos.c.namespace == author)
         if search:
-            pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = (
+                "%"
+                + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
             full = func.lower(t.repos.c.namespace + "/" + t.repos.c.name)
             query = query.where(full.like(pattern, escape="\\"))
         query = query.order_by(t.repos.c.updated_at.desc(), t.repos.c.pk.desc()).limit(limit)
@@ -229,7 +244,9 @@ class SqlSession:
     def delete_ref(self, repo: Repo, kind: RefKind, name: str) -> None:
         self._c.execute(
             delete(t.refs).where(
-                and_(t.refs.c.repo_pk == repo.pk, t.refs.c.kind == kind.value, t.refs.c.name == name)
+                and_(
+                    t.refs.c.repo_pk == repo.pk, t.refs.c.kind == kind.value, t.refs.c.name == name
+                )
             )
         )
 
@@ -237,14 +254,21 @@ class SqlSession:
     def add_commit(self, repo: Repo, commit: Commit) -> None:
         self._c.execute(
             insert_ignoring_duplicates(self._engine, t.commits).values(
-                repo_pk=repo.pk, sha=commit.sha, tree=commit.tree, parents=" ".join(commit.parents),
-                title=commit.title, message=commit.message, author=commit.author,
+                repo_pk=repo.pk,
+                sha=commit.sha,
+                tree=commit.tree,
+                parents=" ".join(commit.parents),
+                title=commit.title,
+                message=commit.message,
+                author=commit.author,
                 created_at=commit.created_at,
             )
         )
 
     def get_commit(self, repo: Repo, sha: str) -> Commit | None:
-        query = select(t.commits).where(and_(t.commits.c.repo_pk == repo.pk, t.commits.c.sha == sha))
+        query = select(t.commits).where(
+            and_(t.commits.c.repo_pk == repo.pk, t.commits.c.sha == sha)
+        )
         row = self._c.execute(query).first()
         return _commit(row) if row else None
 
@@ -266,8 +290,13 @@ class SqlSession:
                 insert_ignoring_duplicates(self._engine, t.tree_entries),
                 [
                     {
-                        "tree_sha": sha, "name": e.name, "is_dir": e.is_dir, "oid": e.oid,
-                        "size": e.size, "sha256": e.sha256, "lfs": e.lfs,
+                        "tree_sha": sha,
+                        "name": e.name,
+                        "is_dir": e.is_dir,
+                        "oid": e.oid,
+                        "size": e.size,
+                        "sha256": e.sha256,
+                        "lfs": e.lfs,
                     }
                     for e in entries
                 ],

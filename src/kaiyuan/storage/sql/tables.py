@@ -39,7 +39,9 @@ tokens = Table(
     "tokens",
     metadata,
     Column("token_id", String(64), primary_key=True),
-    Column("user_name", String(96), ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False),
+    Column(
+        "user_name", String(96), ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False
+    ),
     Column("scope", String(16), nullable=False),
     Column("secret_sha256", String(64), nullable=False),
     Column("display_name", String(200), nullable=False),

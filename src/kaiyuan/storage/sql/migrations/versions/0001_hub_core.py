@@ -25,13 +25,28 @@ def upgrade() -> None:
     )
     op.create_table(
         "memberships",
-        sa.Column("org", sa.String(96), sa.ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
-        sa.Column("member", sa.String(96), sa.ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "org",
+            sa.String(96),
+            sa.ForeignKey("accounts.name", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "member",
+            sa.String(96),
+            sa.ForeignKey("accounts.name", ondelete="CASCADE"),
+            primary_key=True,
+        ),
     )
     op.create_table(
         "tokens",
         sa.Column("token_id", sa.String(64), primary_key=True),
-        sa.Column("user_name", sa.String(96), sa.ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "user_name",
+            sa.String(96),
+            sa.ForeignKey("accounts.name", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("scope", sa.String(16), nullable=False),
         sa.Column("secret_sha256", sa.String(64), nullable=False),
         sa.Column("display_name", sa.String(200), nullable=False),
@@ -51,14 +66,18 @@ def upgrade() -> None:
     )
     op.create_table(
         "refs",
-        sa.Column("repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("kind", sa.String(16), primary_key=True),
         sa.Column("name", sa.String(256), primary_key=True),
         sa.Column("target", sa.String(40), nullable=False),
     )
     op.create_table(
         "commits",
-        sa.Column("repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("sha", sa.String(40), primary_key=True),
         sa.Column("tree", sa.String(40), nullable=False),
         sa.Column("parents", sa.String(200), nullable=False),
@@ -70,7 +89,12 @@ def upgrade() -> None:
     op.create_table("trees", sa.Column("sha", sa.String(40), primary_key=True))
     op.create_table(
         "tree_entries",
-        sa.Column("tree_sha", sa.String(40), sa.ForeignKey("trees.sha", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "tree_sha",
+            sa.String(40),
+            sa.ForeignKey("trees.sha", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("name", sa.String(1024), primary_key=True),
         sa.Column("is_dir", sa.Boolean, nullable=False),
         sa.Column("oid", sa.String(40), nullable=False),
@@ -86,7 +110,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "repo_objects",
-        sa.Column("repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("sha256", sa.String(64), primary_key=True),
     )
     op.create_index("ix_repos_updated_at", "repos", ["updated_at"])
@@ -94,5 +120,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_repos_updated_at", "repos")
-    for table in ("repo_objects", "blobs", "tree_entries", "trees", "commits", "refs", "repos", "tokens", "memberships", "accounts"):
+    for table in (
+        "repo_objects",
+        "blobs",
+        "tree_entries",
+        "trees",
+        "commits",
+        "refs",
+        "repos",
+        "tokens",
+        "memberships",
+        "accounts",
+    ):
         op.drop_table(table)

@@ -1,0 +1,112 @@
+"""The BlobStore contract, run against every backend: memory and local directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kaiyuan.core.errors import BlobNotFoundError, IntegrityError, InvalidInputError
+from kaiyuan.core.ports import BlobStore
+from kaiyuan.storage.blobs.fs import FsBlobStore
+from kaiyuan.storage.blobs.memory import MemoryBlobStore
+
+
+@pytest.fixture(params=["memory", "fs"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "memory":
+        yield MemoryBlobStore()
+    else:
+        yield FsBlobStore(tmp_path / "blobs", fsync=True)
+
+
+def put(store: BlobStore, data: bytes, pieces: int = 3) -> str:
+    writer = store.writer()
+    step = max(1, len(data) // pieces)
+    for offset in range(0, len(data), step):
+        writer.write(data[offset : offset + step])
+    return writer.commit(hashlib.sha256(data).hexdigest(), len(data)).sha256
+
+
+def test_round_trip_and_ranges(store: BlobStore) -> None:
+    data = bytes(range(256)) * 50_000  # 12.8 MB: several read pieces
+    digest = put(store, data)
+    assert store.exists(digest)
+    assert store.stat(digest).size == len(data)
+    assert b"".join(store.read(digest)) == data
+    assert b"".join(store.read(digest, 10, 20)) == data[10:20]
+    assert b"".join(store.read(digest, len(data) - 5)) == data[-5:]
+    assert b"".join(store.read(digest, 5_000_000, 9_000_001)) == data[5_000_000:9_000_001]
+    assert digest in set(store.iter_digests())
+
+
+def test_identical_content_stored_once(store: BlobStore) -> None:
+    first = put(store, b"same")
+    second = put(store, b"same")
+    assert first == second
+    assert list(store.iter_digests()).count(first) == 1
+
+
+def test_wrong_digest_or_size_leaves_nothing(store: BlobStore, tmp_path: Path) -> None:
+    writer = store.writer()
+    writer.write(b"payload")
+    with pytest.raises(IntegrityError):
+        writer.commit("0" * 64, 7)
+    writer = store.writer()
+    writer.write(b"payload")
+    with pytest.raises(IntegrityError):
+        writer.commit(hashlib.sha256(b"payload").hexdigest(), 8)
+    assert list(store.iter_digests()) == []
+    if isinstance(store, FsBlobStore):
+        assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_abort_discards(store: BlobStore) -> None:
+    writer = store.writer()
+    writer.write(b"half")
+    writer.abort()
+    writer.abort()
+    assert list(store.iter_digests()) == []
+    with pytest.raises(InvalidInputError):
+        writer.write(b"more")
+
+
+def test_missing_blob(store: BlobStore) -> None:
+    missing = "f" * 64
+    assert not store.exists(missing)
+    with pytest.raises(BlobNotFoundError):
+        store.stat(missing)
+    with pytest.raises(BlobNotFoundError):
+        list(store.read(missing))
+
+
+def test_multipart_join(store: BlobStore) -> None:
+    data = b"abcdefghij" * 1000
+    for number, offset in enumerate(range(0, len(data), 3000), start=1):
+        part = store.write_part("upload1", number)
+        part.write(data[offset : offset + 3000])
+        part.commit()
+    info = store.complete_parts("upload1", 4, hashlib.sha256(data).hexdigest(), len(data))
+    assert b"".join(store.read(info.sha256)) == data
+
+
+def test_multipart_missing_part_or_bad_digest(store: BlobStore) -> None:
+    part = store.write_part("upload2", 1)
+    part.write(b"x")
+    part.commit()
+    with pytest.raises(InvalidInputError):
+        store.complete_parts("upload2", 2, "0" * 64, 2)
+    with pytest.raises(IntegrityError):
+        store.complete_parts("upload2", 1, "0" * 64, 1)
+    assert list(store.iter_digests()) == []
+
+
+def test_hostile_upload_ids_and_digests(store: BlobStore) -> None:
+    with pytest.raises(InvalidInputError):
+        store.write_part("../escape", 1)
+    with pytest.raises(InvalidInputError):
+        store.exists("../../etc/passwd")
+    with pytest.raises(InvalidInputError):
+        store.write_part("ok", 0)

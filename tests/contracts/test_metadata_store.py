@@ -1,0 +1,146 @@
+"""The MetadataStore contract, run against SQLite and a private PostgreSQL cluster."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kaiyuan.core.errors import AlreadyExistsError
+from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.models import Account, BlobInfo, Commit, Ref, RefKind, TreeEntry
+from kaiyuan.storage.sql.store import SqlMetadataStore
+from tests.support.postgres import PostgresCluster
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(
+    backend: str, tmp_path: Path, postgres: PostgresCluster | None
+) -> Iterator[SqlMetadataStore]:
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    if backend == "postgres":
+        assert postgres is not None
+        url = postgres.new_database()
+    result = SqlMetadataStore(url)
+    result.migrate()
+    result.migrate()  # idempotent
+    yield result
+    result.close()
+
+
+def seed(store: SqlMetadataStore) -> None:
+    with store.session(write=True) as s:
+        s.add_account(Account("alice", False, NOW))
+        s.add_account(Account("acme", True, NOW))
+        s.add_member("acme", "alice")
+        s.add_member("acme", "alice")
+
+
+def test_accounts_and_members(store: SqlMetadataStore) -> None:
+    seed(store)
+    with store.session() as s:
+        assert s.get_account("alice") == Account("alice", False, NOW)
+        assert s.orgs_of("alice") == ["acme"]
+        assert s.is_member("acme", "alice")
+        assert s.get_account("nobody") is None
+    with pytest.raises(AlreadyExistsError), store.session(write=True) as s:
+        s.add_account(Account("alice", False, NOW))
+
+
+def test_repos_refs_and_compare_and_swap(store: SqlMetadataStore) -> None:
+    seed(store)
+    rid = RepoId("acme", "m")
+    with store.session(write=True) as s:
+        repo = s.add_repo(RepoKind.MODEL, rid, False, NOW)
+        s.add_ref(repo, Ref(RefKind.BRANCH, "main", "a" * 40))
+    with pytest.raises(AlreadyExistsError), store.session(write=True) as s:
+        s.add_repo(RepoKind.MODEL, rid, False, NOW)
+    with store.session(write=True) as s:
+        assert s.add_repo(RepoKind.DATASET, rid, True, NOW).kind is RepoKind.DATASET
+        assert s.move_branch(repo, "main", "a" * 40, "b" * 40)
+        assert not s.move_branch(repo, "main", "a" * 40, "c" * 40)
+        assert s.get_ref(repo, RefKind.BRANCH, "main") == Ref(RefKind.BRANCH, "main", "b" * 40)
+    with store.session() as s:
+        found = s.list_repos(
+            RepoKind.MODEL,
+            visible_to=None,
+            visible_namespaces=(),
+            search="M",
+            author=None,
+            limit=10,
+        )
+        assert [str(r.repo_id) for r in found] == ["acme/m"]
+        hidden = s.list_repos(
+            RepoKind.DATASET,
+            visible_to=None,
+            visible_namespaces=(),
+            search=None,
+            author=None,
+            limit=10,
+        )
+        assert hidden == []
+
+
+def test_failed_transaction_leaves_nothing(store: SqlMetadataStore) -> None:
+    seed(store)
+    with pytest.raises(RuntimeError), store.session(write=True) as s:
+        s.add_repo(RepoKind.MODEL, RepoId("acme", "half"), False, NOW)
+        raise RuntimeError
+    with store.session() as s:
+        assert s.get_repo(RepoKind.MODEL, RepoId("acme", "half")) is None
+
+
+def test_commits_trees_blobs(store: SqlMetadataStore) -> None:
+    seed(store)
+    with store.session(write=True) as s:
+        repo = s.add_repo(RepoKind.MODEL, RepoId("alice", "m"), False, NOW)
+        entries = [
+            TreeEntry("a.txt", False, "1" * 40, 3, "2" * 64, False),
+            TreeEntry("d", True, "3" * 40),
+        ]
+        s.add_tree("t" * 40, entries)
+        s.add_tree("t" * 40, entries)
+        commit = Commit("c" * 40, "t" * 40, ("p" * 40,), "title", "title\n\nbody", "alice", NOW)
+        s.add_commit(repo, commit)
+        s.add_blob(BlobInfo("2" * 64, 3), NOW)
+        s.add_blob(BlobInfo("2" * 64, 3), NOW)
+        s.add_repo_object(repo.pk, "2" * 64)
+    with store.session() as s:
+        assert sorted(s.get_tree("t" * 40) or [], key=lambda e: e.name) == entries
+        assert s.get_tree("x" * 40) is None
+        assert s.get_commit(repo, "c" * 40) == commit
+        assert s.find_commits(repo, "ccccccc", 2) == [commit]
+        assert s.get_blob("2" * 64) == BlobInfo("2" * 64, 3)
+        assert s.has_repo_object(repo.pk, "2" * 64)
+    with store.session(write=True) as s:
+        s.delete_repo(repo)
+    with store.session() as s:
+        assert s.get_repo(RepoKind.MODEL, RepoId("alice", "m")) is None
+        assert not s.has_repo_object(repo.pk, "2" * 64)
+
+
+def test_concurrent_compare_and_swap_has_one_winner(store: SqlMetadataStore) -> None:
+    seed(store)
+    with store.session(write=True) as s:
+        repo = s.add_repo(RepoKind.MODEL, RepoId("alice", "race"), False, NOW)
+        s.add_ref(repo, Ref(RefKind.BRANCH, "main", "0" * 40))
+    wins: list[bool] = []
+    lock = threading.Lock()
+
+    def attempt(n: int) -> None:
+        with store.session(write=True) as s:
+            won = s.move_branch(repo, "main", "0" * 40, f"{n:040d}")
+        with lock:
+            wins.append(won)
+
+    threads = [threading.Thread(target=attempt, args=(n + 1,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
