@@ -1,0 +1,75 @@
+"""The `kaiyuan` command line as other tools call it: admin commands and their exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.hubs import wait_until_up
+from tests.support.postgres import free_port
+
+
+def kaiyuan(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAIYUAN_FSYNC": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "kaiyuan", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_admin_commands_and_serve(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert kaiyuan(data, "admin", "user", "create", "carol").returncode == 0
+    assert kaiyuan(data, "admin", "user", "create", "dave").returncode == 0
+    assert (
+        kaiyuan(
+            data, "admin", "org", "create", "lab", "--member", "carol", "--member", "dave"
+        ).returncode
+        == 0
+    )
+    token_run = kaiyuan(data, "admin", "token", "create", "carol", "--scope", "write")
+    assert token_run.returncode == 0
+    token = token_run.stdout.strip()
+    assert token.startswith("ky_")
+    assert token_run.stdout == token + "\n"  # nothing else on stdout: scripts capture it
+    port = free_port()
+    env = {**os.environ, "KAIYUAN_DATA_DIR": str(data), "KAIYUAN_FSYNC": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kaiyuan", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, server)
+        me = httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"}).json()
+        assert me["name"] == "carol"
+        assert [o["name"] for o in me["orgs"]] == ["lab"]
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_admin_errors_have_exit_codes_and_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert kaiyuan(data, "admin", "user", "create", "erin").returncode == 0
+    taken = kaiyuan(data, "admin", "user", "create", "erin")
+    assert taken.returncode == 4
+    assert taken.stderr.startswith("error: ") and "next:" in taken.stderr
+    missing = kaiyuan(data, "admin", "token", "create", "nobody")
+    assert missing.returncode == 3
+    assert missing.stdout == ""
+    bad_name = kaiyuan(data, "admin", "user", "create", "../x")
+    assert bad_name.returncode == 2
+    bad_scope = kaiyuan(data, "admin", "token", "create", "erin", "--scope", "admin")
+    assert bad_scope.returncode == 2
+    assert kaiyuan(data, "admin", "org", "create", "team", "--member", "ghost").returncode == 3
