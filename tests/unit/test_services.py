@@ -105,7 +105,7 @@ def test_stale_parent_and_concurrent_commits(hub: Hub) -> None:
     def writer(n: int) -> None:
         try:
             hub.commits.commit(alice, MODEL, RID, "main", put(PutRegularFile(f"f{n}", b"x")))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
