@@ -339,3 +339,25 @@ def test_identical_files_stored_once(server: ServerInfo) -> None:
     stored = list((server.data_dir / "blobs" / "objects").rglob(digest))
     assert len(stored) == 1
     assert list((server.data_dir / "blobs" / "tmp").iterdir()) == []
+
+
+def test_interrupted_download_resumes_with_range(
+    server: ServerInfo, published: dict[str, str], model_folder: Path, tmp_path: Path
+) -> None:
+    """The connection drops mid-file; hf_hub_download retries with `Range` and gets the rest."""
+    from tests.support.cutting_proxy import CuttingProxy
+
+    port = int(server.url.rsplit(":", 1)[1])
+    original = sha256_file(model_folder / "model.safetensors")
+    with CuttingProxy(port, cut_after=15 * 1024 * 1024) as proxy:
+        path = hf_hub_download(
+            published["repo_id"],
+            "model.safetensors",
+            endpoint=f"http://127.0.0.1:{proxy.port}",
+            token=server.alice,
+            cache_dir=tmp_path,
+        )
+        seen = b"".join(proxy.requests).lower()
+    assert proxy.cuts == 1
+    assert b"range: bytes=10485760-" in seen  # the client writes 10 MiB pieces
+    assert sha256_file(path) == original
