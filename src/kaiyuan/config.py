@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kaiyuan.core.errors import InvalidInputError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -75,3 +77,15 @@ class Settings(BaseSettings):
     @property
     def effective_blob_dir(self) -> Path:
         return self.blob_dir or self.data_dir / "blobs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and explicit overrides; InvalidInputError names bad ones."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"KAIYUAN_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidInputError(f"invalid settings: {problems}") from None

@@ -13,8 +13,8 @@ from tests.support.hubs import wait_until_up
 from tests.support.postgres import free_port
 
 
-def kaiyuan(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KAIYUAN_FSYNC": "false"}
+def kaiyuan(data_dir: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAIYUAN_FSYNC": "false", **env_extra}
     return subprocess.run(
         [sys.executable, "-m", "kaiyuan", *args, "--data-dir", str(data_dir)],
         capture_output=True,
@@ -73,3 +73,21 @@ def test_admin_errors_have_exit_codes_and_one_line(tmp_path: Path) -> None:
     bad_scope = kaiyuan(data, "admin", "token", "create", "erin", "--scope", "admin")
     assert bad_scope.returncode == 2
     assert kaiyuan(data, "admin", "org", "create", "team", "--member", "ghost").returncode == 3
+
+
+def test_bad_settings_and_unreachable_database(tmp_path: Path) -> None:
+    bad_port = kaiyuan(tmp_path, "serve", KAIYUAN_PORT="eighty")
+    assert bad_port.returncode == 2
+    assert "KAIYUAN_PORT" in bad_port.stderr
+    assert "Traceback" not in bad_port.stderr
+    down = kaiyuan(
+        tmp_path,
+        "admin",
+        "user",
+        "create",
+        "x",
+        KAIYUAN_DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+    )
+    assert down.returncode == 6
+    assert down.stderr.count("\n") == 1
+    assert "database is unavailable" in down.stderr

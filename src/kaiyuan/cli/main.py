@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub
-from kaiyuan.config import Settings
+from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
 from kaiyuan.services.accounts import parse_scope
 
@@ -35,6 +35,7 @@ _EXIT_CODES: list[tuple[type[errors.HubError], int, str]] = [
     (errors.AuthenticationError, 5, "create a token: kaiyuan admin token create USER"),
     (errors.AccessDeniedError, 5, "use a token of a namespace member with write scope"),
     (errors.InvalidInputError, 2, "see `kaiyuan --help` for the accepted forms"),
+    (errors.StorageUnavailableError, 6, "check KAIYUAN_DATABASE_URL and that the database runs"),
 ]
 
 
@@ -42,7 +43,10 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return load_settings(**values)
+    except errors.HubError as exc:
+        _fail(exc)
 
 
 def _fail(error: errors.HubError) -> NoReturn:
@@ -55,7 +59,14 @@ def _fail(error: errors.HubError) -> NoReturn:
 
 
 def _hub(data_dir: Path | None) -> Hub:
-    return build_hub(_settings(data_dir))
+    return _build(_settings(data_dir))
+
+
+def _build(settings: Settings) -> Hub:
+    try:
+        return build_hub(settings)
+    except errors.HubError as exc:
+        _fail(exc)
 
 
 @app.command()
@@ -70,7 +81,7 @@ def serve(
     from kaiyuan.http.app import create_app  # noqa: PLC0415
 
     settings = _settings(data_dir, host=host, port=port)
-    hub = build_hub(settings)
+    hub = _build(settings)
     typer.echo(
         f"Kaiyuan serving {settings.data_dir} on http://{settings.host}:{settings.port} "
         f"(database: {hub.settings.effective_database_url.split('://', 1)[0]})",

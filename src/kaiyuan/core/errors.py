@@ -81,3 +81,7 @@ class ProtectedRefError(AccessDeniedError):
 
 class UnsupportedError(HubError):
     """A protocol feature this hub does not implement (yet); the message says which."""
+
+
+class StorageUnavailableError(HubError):
+    """A backing store (database, blob store) cannot be reached right now; retrying may work."""

@@ -26,6 +26,7 @@ _MAPPING: list[tuple[type[e.HubError], int, str | None]] = [
     (e.TooLargeError, 413, None),
     (e.InvalidInputError, 400, None),
     (e.UnsupportedError, 501, None),
+    (e.StorageUnavailableError, 503, None),
 ]
 
 

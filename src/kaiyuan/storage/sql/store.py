@@ -12,8 +12,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.exc import OperationalError
 
-from kaiyuan.core.errors import AlreadyExistsError
+from kaiyuan.core.errors import AlreadyExistsError, StorageUnavailableError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import (
     AccessToken,
@@ -47,7 +48,7 @@ class SqlMetadataStore:
         config.set_main_option(
             "script_location", str(resources.files("kaiyuan.storage.sql") / "migrations")
         )
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             connection.info[WRITE_FLAG] = True
             try:
                 config.attributes["connection"] = connection
@@ -56,9 +57,18 @@ class SqlMetadataStore:
             finally:
                 connection.info[WRITE_FLAG] = False
 
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            reason = " ".join(str(exc.orig or exc).split())
+            raise StorageUnavailableError(
+                f"the metadata database is unavailable: {reason}"
+            ) from None
+
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[SqlSession]:
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             connection.info[WRITE_FLAG] = write
             try:
                 with connection.begin():
