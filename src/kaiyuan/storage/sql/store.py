@@ -73,6 +73,10 @@ class SqlMetadataStore:
             try:
                 with connection.begin():
                     yield SqlSession(connection, self.engine)
+            except OperationalError as exc:
+                # The database went away mid-transaction: nothing was committed; say so clearly.
+                reason = " ".join(str(exc.orig or exc).split())
+                raise StorageUnavailableError(f"the metadata database failed: {reason}") from None
             finally:
                 connection.info[WRITE_FLAG] = False
 
