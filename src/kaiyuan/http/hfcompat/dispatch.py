@@ -24,6 +24,8 @@ _API: dict[str, dict[str | None, Handler]] = {
         "tree": routes_files.tree,
         "refs": routes_repos.refs,
         "commits": routes_repos.commits,
+        "xet-read-token": routes_upload.xet_token,
+        "xet-write-token": routes_upload.xet_token,
     },
     "POST": {
         "paths-info": routes_files.paths_info,
