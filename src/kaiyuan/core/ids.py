@@ -98,8 +98,8 @@ def validate_path(value: str) -> str:
     parts = value.split("/")
     if any(p in {"", ".", ".."} for p in parts):
         raise InvalidInputError(f"path {value!r} has an empty, '.' or '..' component")
-    if parts[0] == ".git":
-        raise InvalidInputError("paths inside .git/ are not allowed")
+    if any(p.lower() == ".git" for p in parts):
+        raise InvalidInputError("paths may not contain a '.git' component")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -63,13 +63,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
-    body = await read_body(request, limit)
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON from outside; an empty body is an empty object."""
     if not body.strip():
         return {}
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
+        raise InvalidInputError(f"request body is not valid JSON: {_short(exc)}") from None
 
 
 async def read_json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
@@ -77,6 +81,10 @@ async def read_json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dic
     if not isinstance(data, dict):
         raise InvalidInputError("request body must be a JSON object")
     return data
+
+
+def _short(error: BaseException) -> str:
+    return str(error)[:200] or type(error).__name__
 
 
 def field(data: dict[str, Any], name: str, kind: type, *, required: bool = False) -> Any:

@@ -81,6 +81,8 @@ class AccountService:
         ):
             raise AuthenticationError("Invalid credentials in Authorization header")
         token_id = secret[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + _TOKEN_ID_LENGTH]
+        if any(c not in "0123456789abcdef" for c in token_id):
+            raise AuthenticationError("Invalid credentials in Authorization header")
         with self._store.session() as session:
             token = session.find_token(token_id)
             if token is None or not hmac.compare_digest(token.secret_sha256, _digest(secret)):

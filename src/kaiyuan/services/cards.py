@@ -43,6 +43,8 @@ def parse_card(text: str) -> dict[str, Any] | None:
         data = yaml.load(block, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"card metadata is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InvalidInputError("card metadata is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,9 +16,9 @@ from kaiyuan.core.errors import (
     TooLargeError,
 )
 from kaiyuan.core.ids import RepoId, RepoKind, validate_path, validate_sha1, validate_sha256
-from kaiyuan.core.models import BlobInfo, Commit, FileEntry, Principal, RefKind
-from kaiyuan.core.ports import BlobStore, MetadataStore
-from kaiyuan.services import access, trees
+from kaiyuan.core.models import BlobInfo, Commit, FileEntry, Principal, RefKind, Repo
+from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
+from kaiyuan.services import access, cards, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
 
 MAX_TITLE_LENGTH = 1000
@@ -74,6 +74,15 @@ class CommitLimits:
 CARD_FILES = frozenset({"README.md"})
 
 
+def _check_card(path: str, content: bytes) -> None:
+    """A model or dataset card must be UTF-8 with parseable metadata (the clients parse it too)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{path!r} is not valid UTF-8") from None
+    cards.parse_card(text)
+
+
 def author_signature(author: str, when: datetime) -> GitSignature:
     return GitSignature(author, f"{author}@users.noreply.kaiyuan", int(when.timestamp()))
 
@@ -107,9 +116,11 @@ class CommitService:
         a concurrent commit is retried on the new head.
         """
         self._check_request(request)
+        revisions.check_name(branch)
         with self._store.session() as session:
-            access.visible_repo(session, principal, kind, repo_id)
-        access.require_write(principal, repo_id.namespace)
+            repo = access.visible_repo(session, principal, kind, repo_id)
+            access.require_write(principal, repo_id.namespace)
+            _head(session, repo, branch, request.parent_commit)  # fail early, store nothing
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
         for _ in range(_CAS_ATTEMPTS):
@@ -132,17 +143,7 @@ class CommitService:
         """One attempt in one transaction; None when the branch moved under us."""
         with self._store.session(write=True) as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
-            head_ref = session.get_ref(repo, RefKind.BRANCH, branch)
-            if head_ref is None:
-                raise RevisionNotFoundError(f"branch {branch!r} not found in {repo_id}")
-            if request.parent_commit and request.parent_commit != head_ref.target:
-                raise StaleParentError(
-                    f"parent commit {request.parent_commit} is not the head of {branch!r} "
-                    f"({head_ref.target}); fetch the new head and retry"
-                )
-            head = session.get_commit(repo, head_ref.target)
-            if head is None:
-                raise RevisionNotFoundError(f"head of {branch!r} is missing")
+            head = _head(session, repo, branch, request.parent_commit)
             files = trees.flatten(session, self._cache, head.tree)
             _apply(files, request.operations, blobs, head.sha)
             root, new_trees = trees.build(files)
@@ -194,6 +195,8 @@ class CommitService:
                     f"{op.path!r} is {len(op.content)} bytes; the limit for this file is "
                     f"{limit} bytes (upload large files through LFS)"
                 )
+            if op.path in CARD_FILES:
+                _check_card(op.path, op.content)
         elif isinstance(op, PutLfsFile):
             validate_sha256(op.sha256)
             if op.size is not None and op.size < 0:
@@ -222,8 +225,31 @@ class CommitService:
                     raise IntegrityError(
                         f"LFS object {op.sha256} is {info.size} bytes, the commit says {op.size}"
                     )
+                if op.path in CARD_FILES:
+                    if info.size > self._limits.max_card_bytes:
+                        raise TooLargeError(
+                            f"{op.path!r} is {info.size} bytes; the limit for a card is "
+                            f"{self._limits.max_card_bytes} bytes"
+                        )
+                    _check_card(op.path, b"".join(self._blobs.read(op.sha256)))
                 stored[index] = info
         return stored
+
+
+def _head(session: MetadataSession, repo: Repo, branch: str, parent: str | None) -> Commit:
+    """The commit at the tip of `branch`, checked against the expected parent."""
+    head_ref = session.get_ref(repo, RefKind.BRANCH, branch)
+    if head_ref is None:
+        raise RevisionNotFoundError(f"branch {branch!r} not found in {repo.repo_id}")
+    if parent and parent != head_ref.target:
+        raise StaleParentError(
+            f"parent commit {parent} is not the head of {branch!r} ({head_ref.target}); "
+            "fetch the new head and retry"
+        )
+    head = session.get_commit(repo, head_ref.target)
+    if head is None:
+        raise RevisionNotFoundError(f"head of {branch!r} is missing")
+    return head
 
 
 def _apply(

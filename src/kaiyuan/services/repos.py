@@ -5,6 +5,7 @@ from __future__ import annotations
 from kaiyuan.core.digests import git_blob_sha1, git_commit_sha1
 from kaiyuan.core.errors import (
     AlreadyExistsError,
+    InvalidInputError,
     ProtectedRefError,
     RepoNotFoundError,
     RevisionNotFoundError,
@@ -17,6 +18,7 @@ from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.commits import author_signature
 
 MAX_LIST_LIMIT = 1000
+MAX_QUERY_LENGTH = 200
 
 # The attributes file every new repository starts with: common weight and data formats go to LFS.
 DEFAULT_GITATTRIBUTES = "".join(
@@ -142,6 +144,9 @@ class RepoService:
         limit: int = 100,
     ) -> list[Repo]:
         """Repositories the caller may see, most recently updated first."""
+        for text in (search, author):
+            if text is not None and (len(text) > MAX_QUERY_LENGTH or not text.isprintable()):
+                raise InvalidInputError("search and author must be printable, at most 200 chars")
         with self._store.session() as session:
             return session.list_repos(
                 kind,
@@ -180,6 +185,7 @@ class RepoService:
     def delete_branch(
         self, principal: Principal, kind: RepoKind, repo_id: RepoId, branch: str
     ) -> None:
+        revisions.check_name(branch)
         with self._store.session(write=True) as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             access.require_write(principal, repo_id.namespace)
@@ -208,6 +214,7 @@ class RepoService:
         return ref
 
     def delete_tag(self, principal: Principal, kind: RepoKind, repo_id: RepoId, tag: str) -> None:
+        revisions.check_name(tag)
         with self._store.session(write=True) as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             access.require_write(principal, repo_id.namespace)

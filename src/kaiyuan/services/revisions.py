@@ -8,10 +8,21 @@ from kaiyuan.core.models import Commit, RefKind, Repo
 from kaiyuan.core.ports import MetadataSession
 
 
+def check_name(revision: str) -> str:
+    """Refuse names no ref can have (control characters, NUL, over-long) before any lookup."""
+    if (
+        not isinstance(revision, str)
+        or not revision
+        or len(revision) > MAX_REF_LENGTH
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in revision)  # noqa: PLR2004
+    ):
+        raise RevisionNotFoundError(f"invalid revision {revision!r}")
+    return revision
+
+
 def resolve(session: MetadataSession, repo: Repo, revision: str) -> Commit:
     """Branches win over tags, tags over commit ids, as git resolves them."""
-    if not isinstance(revision, str) or not revision or len(revision) > MAX_REF_LENGTH:
-        raise RevisionNotFoundError(f"invalid revision {revision!r}")
+    check_name(revision)
     for kind in (RefKind.BRANCH, RefKind.TAG):
         ref = session.get_ref(repo, kind, revision)
         if ref is not None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.http.hfcompat import routes_files, routes_repos, routes_upload
+from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.rawpath import segments
 
 Handler = Callable[[Request, RepoKind, RepoId, list[str]], Awaitable[Response]]
@@ -44,10 +45,6 @@ _API: dict[str, dict[str | None, Handler]] = {
 router = APIRouter()
 
 
-def _not_found() -> Response:
-    return JSONResponse({"error": "not found"}, status_code=404)
-
-
 @router.put("/api/lfs/objects/{sha256}")
 async def lfs_put(request: Request, sha256: str) -> Response:
     return await routes_upload.lfs_put(request, sha256)
@@ -67,14 +64,14 @@ async def lfs_put_part(request: Request, sha256: str, number: int) -> Response:
 async def api(request: Request) -> Response:
     parts = segments(request)  # ["api", kind, ns, name, action?, ...]
     if parts[1] not in {"models", "datasets"}:
-        return _not_found()
+        return route_not_found()
     if len(parts) < 4:  # noqa: PLR2004
-        return _not_found()
+        return route_not_found()
     kind = RepoKind.parse(parts[1])
     action = parts[4] if len(parts) > 4 else None  # noqa: PLR2004
     handler = _API.get(request.method, {}).get(action)
     if handler is None:
-        return _not_found()
+        return route_not_found()
     return await handler(request, kind, RepoId(parts[2], parts[3]), parts[5:])
 
 
@@ -91,7 +88,7 @@ async def files(request: Request) -> Response:
     """`/{ns}/{name}/resolve/{rev}/{path}` for models, `/datasets/...` for datasets."""
     kind, parts = _repo_path(segments(request))
     if len(parts) < 4 or parts[2] != "resolve":  # noqa: PLR2004
-        return _not_found()
+        return route_not_found()
     return await routes_files.resolve(request, kind, RepoId(parts[0], parts[1]), parts[3:])
 
 
@@ -101,10 +98,10 @@ async def lfs(request: Request, rest: str) -> Response:
     del rest  # the raw path is parsed instead: it keeps %2F intact
     kind, parts = _repo_path(segments(request))
     if len(parts) != 6 or parts[2:5] != ["info", "lfs", "objects"] or not parts[1].endswith(".git"):  # noqa: PLR2004
-        return _not_found()
+        return route_not_found()
     repo_id = RepoId(parts[0], parts[1].removesuffix(".git"))
     if parts[5] == "batch":
         return await routes_upload.lfs_batch(request, kind, repo_id)
     if parts[5] == "verify":
         return await routes_upload.lfs_verify(request, kind, repo_id)
-    return _not_found()
+    return route_not_found()

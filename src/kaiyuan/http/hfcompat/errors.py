@@ -72,3 +72,12 @@ def _header_safe(message: str) -> str:
     # Headers carry latin-1 only and no line breaks.
     flat = " ".join(message.split())
     return flat.encode("latin-1", "replace").decode("latin-1")[:1000]
+
+
+def route_not_found() -> JSONResponse:
+    """A URL of no known shape (a missing revision segment, an extra segment, an unknown action)."""
+    return JSONResponse(
+        {"error": "no such endpoint; see COMPAT.md for the URLs this hub serves"},
+        status_code=404,
+        headers={"X-Error-Message": "no such endpoint"},
+    )

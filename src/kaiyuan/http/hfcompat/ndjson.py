@@ -44,7 +44,7 @@ def parse_commit(body: bytes) -> CommitRequest:
 def _line(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     try:
         item = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, huge integers, deep nesting
         raise InvalidInputError(f"line {number} is not valid JSON") from None
     if not isinstance(item, dict) or not isinstance(item.get("key"), str):
         raise InvalidInputError(f"line {number}: expected an object with a string 'key'")

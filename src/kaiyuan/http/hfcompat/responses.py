@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import MalformedRangeHeader
 
 SEND_CHUNK = 8 * 1024 * 1024  # Starlette's 64 KiB default caps a download at ~0.4 GB/s here
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -16,6 +17,14 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class LargeChunkFileResponse(FileResponse):
     chunk_size = SEND_CHUNK
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        # RFC 9110: a Range header that cannot be parsed is ignored (full 200), not a 400.
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except (MalformedRangeHeader, ValueError):
+            return []
 
 
 def send_file(

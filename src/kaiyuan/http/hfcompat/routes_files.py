@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -11,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry
-from kaiyuan.http.context import caller, hub_of, read_body
+from kaiyuan.http.context import caller, hub_of, parse_json, read_body
 from kaiyuan.http.hfcompat import wire
+from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.paging import next_link, page_params
 from kaiyuan.http.hfcompat.rawpath import join_path
 from kaiyuan.http.hfcompat.responses import send_file
@@ -20,11 +22,12 @@ from kaiyuan.http.hfcompat.responses import send_file
 TREE_PAGE = 1000
 TREE_PAGE_EXPANDED = 50
 MAX_FORM_BYTES = 4 * 1024 * 1024
+MAX_FORM_FIELDS = 10_000
 
 
 async def tree(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if not args or not args[0]:
-        return Response(status_code=404)
+        return route_not_found()
     revision, folder = args[0], join_path(args[1:])
     principal = await caller(request)
     recursive = request.query_params.get("recursive", "").lower() in {"1", "true"}
@@ -48,7 +51,7 @@ async def paths_info(
     request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]
 ) -> Response:
     if len(args) != 1 or not args[0]:
-        return Response(status_code=404)
+        return route_not_found()
     principal = await caller(request)
     paths = await _paths_from(request)
     reads = hub_of(request).reads
@@ -62,23 +65,15 @@ async def paths_info(
 
 async def _paths_from(request: Request) -> list[str]:
     """`paths` from a form body (what the client sends) or a JSON body."""
-    from urllib.parse import parse_qs  # noqa: PLC0415
-
     body = await read_body(request, MAX_FORM_BYTES)
-    content_type = request.headers.get("content-type", "")
-    if "json" in content_type:
-        import json  # noqa: PLC0415
-
-        try:
-            data = json.loads(body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInputError("request body is not valid JSON") from None
+    if "json" in request.headers.get("content-type", ""):
+        data = parse_json(body)
         paths = data.get("paths") if isinstance(data, dict) else None
     else:
         try:
-            paths = parse_qs(body.decode("utf-8"), strict_parsing=False).get("paths", [])
-        except UnicodeDecodeError:
-            raise InvalidInputError("form body is not valid UTF-8") from None
+            paths = parse_qs(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS).get("paths", [])
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidInputError("form body is not valid UTF-8 form data") from None
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise InvalidInputError("'paths' must be a list of strings")
     return paths
@@ -87,7 +82,7 @@ async def _paths_from(request: Request) -> list[str]:
 async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     """HEAD/GET /{repo}/resolve/{rev}/{path}: the file, with X-Repo-Commit and ETag."""
     if len(args) < 2 or not args[0]:  # noqa: PLR2004
-        return Response(status_code=404)
+        return route_not_found()
     revision, path = args[0], join_path(args[1:])
     principal = await caller(request)
     hub = hub_of(request)

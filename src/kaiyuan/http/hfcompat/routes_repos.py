@@ -13,7 +13,7 @@ from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, Principal
 from kaiyuan.http.context import base_url, caller, field, hub_of, read_json_object
 from kaiyuan.http.hfcompat import wire
-from kaiyuan.http.hfcompat.errors import error_response
+from kaiyuan.http.hfcompat.errors import error_response, route_not_found
 from kaiyuan.http.hfcompat.paging import next_link, page_params
 from kaiyuan.services import cards
 
@@ -149,7 +149,7 @@ async def info(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str
     revision = None
     if args:
         if len(args) != 1 or not args[0]:
-            return Response(status_code=404)
+            return route_not_found()
         revision = args[0]
     principal = await caller(request)
     with_blobs = request.query_params.get("blobs", "").lower() in {"1", "true"}
@@ -187,7 +187,7 @@ def _card(request: Request, files: list[FileEntry]) -> dict[str, Any] | None:
 
 async def refs(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if args:
-        return Response(status_code=404)
+        return route_not_found()
     principal = await caller(request)
     found = await run_in_threadpool(hub_of(request).repos.refs, principal, kind, repo_id)
     include_prs = request.query_params.get("include_prs", "").lower() in {"1", "true"}
@@ -196,7 +196,7 @@ async def refs(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str
 
 async def commits(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if len(args) != 1 or not args[0]:
-        return Response(status_code=404)
+        return route_not_found()
     principal = await caller(request)
     offset, limit = page_params(request, default_limit=50)
     reads = hub_of(request).reads
@@ -263,7 +263,7 @@ async def delete_tag(
 
 async def settings(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if args:
-        return Response(status_code=404)
+        return route_not_found()
     principal = await caller(request)
     data = await read_json_object(request)
     if "private" not in data and "visibility" not in data:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from kaiyuan.core.errors import InvalidInputError, UnsupportedError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.http.context import base_url, caller, field, hub_of, read_body, read_json_object
+from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.ndjson import parse_commit
 from kaiyuan.http.hfcompat.routes_repos import repo_url
 from kaiyuan.services.preupload import Candidate, decide
@@ -30,7 +31,7 @@ def _refuse_pull_requests(request: Request) -> None:
 
 async def preupload(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if len(args) != 1 or not args[0]:
-        return Response(status_code=404)
+        return route_not_found()
     _refuse_pull_requests(request)
     principal = await caller(request)
     data = await read_json_object(request)
@@ -75,7 +76,7 @@ def _candidate(item: Any) -> Candidate:
 
 async def commit(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
     if len(args) != 1 or not args[0]:
-        return Response(status_code=404)
+        return route_not_found()
     _refuse_pull_requests(request)
     principal = await caller(request)
     hub = hub_of(request)
