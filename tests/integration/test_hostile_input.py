@@ -26,6 +26,8 @@ from huggingface_hub import HfApi
 
 from tests.support.hubs import ServerInfo
 
+pytestmark = pytest.mark.slow  # ~2.5 min per backend: hundreds of cases against a live server
+
 NDJSON = {"Content-Type": "application/x-ndjson"}
 LFS_JSON = {
     "Accept": "application/vnd.git-lfs+json",
