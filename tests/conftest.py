@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 # The HF clients read their settings when imported: pin them before any test imports them.
 _HF_HOME = tempfile.mkdtemp(prefix="kaiyuan-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.update(
     {
         "HF_HOME": _HF_HOME,
