@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 LFS_SPEC = "https://git-lfs.github.com/spec/v1"
 FILE_MODE = "100644"
 DIR_MODE = "40000"

@@ -11,7 +11,6 @@ from kaiyuan.core.errors import InvalidInputError
 MAX_NAME_LENGTH = 96
 MAX_PATH_LENGTH = 1024
 MAX_REF_LENGTH = 256
-MIN_SHORT_SHA = 7
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")

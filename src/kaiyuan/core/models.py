@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -131,10 +131,3 @@ class ResolvedRevision:
     repo: Repo
     requested: str
     commit: Commit
-
-
-@dataclass(slots=True)
-class RepoSummary:
-    repo: Repo
-    head: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
