@@ -76,8 +76,7 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Start the hub; creates or migrates the database first."""
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
+    from kaiyuan.http import serving  # noqa: PLC0415 - only the server needs uvicorn
     from kaiyuan.http.app import create_app  # noqa: PLC0415
 
     settings = _settings(data_dir, host=host, port=port)
@@ -88,13 +87,8 @@ def serve(
         err=True,
     )
     try:
-        uvicorn.run(
-            create_app(hub),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            proxy_headers=True,
-            timeout_keep_alive=30,
+        serving.run(
+            create_app(hub), host=settings.host, port=settings.port, log_level=settings.log_level
         )
     finally:
         hub.close()
