@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -22,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from tests.support.clients import client_env, run_client_script
 from tests.support.hubs import ServerInfo
 
 pytestmark = pytest.mark.slow
@@ -65,34 +63,9 @@ def load_via_hub(
 ) -> list[dict[str, Any]]:
     """Run `load_dataset(**job)` for each job in one subprocess pointed at the server."""
     home.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HF_DATASETS"))}
-    env.update(
-        {
-            "HF_ENDPOINT": server.url,
-            "HF_HOME": str(home),
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-    )
-    if env_token is not None:
-        env["HF_TOKEN"] = env_token
+    env = client_env(server.url, home, env_token, HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     args = [{**job, "cache_dir": str(home / f"cache-{i}")} for i, job in enumerate(jobs)]
-    proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, json.dumps(args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()[-3000:]}"
-    )
-    results: list[dict[str, Any]] = json.loads(lines[-1].removeprefix("RESULT "))
+    results = run_client_script(server, _SCRIPT, args, env)
     assert len(results) == len(jobs)
     return results
 

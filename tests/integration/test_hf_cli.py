@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi
 
+from tests.support.clients import client_env
 from tests.support.hubs import ServerInfo
 
 pytestmark = pytest.mark.slow
@@ -53,20 +54,7 @@ class Cli:
     def __call__(self, *args: str, token: str | None = None) -> Result:
         """Run `hf *args` with a fresh HF_HOME; `token` is exported as HF_TOKEN (None: none)."""
         home = self.root / f"home-{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-        env.update(
-            {
-                "HF_ENDPOINT": self.server.url,
-                "HF_HOME": str(home),
-                "HF_HUB_DISABLE_XET": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                "NO_COLOR": "1",
-                "TERM": "dumb",
-            }
-        )
-        if token is not None:
-            env["HF_TOKEN"] = token
+        env = client_env(self.server.url, home, token, NO_COLOR="1", TERM="dumb")
         proc = subprocess.run(
             [hf_executable(), *args],
             env=env,

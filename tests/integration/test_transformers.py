@@ -8,10 +8,6 @@ the very same function (`probe`), whose source is sent to the subprocess.
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -20,6 +16,7 @@ from typing import Any
 import pytest
 from huggingface_hub import HfApi
 
+from tests.support.clients import client_env, run_client_script
 from tests.support.hubs import ServerInfo
 
 pytestmark = pytest.mark.slow
@@ -102,20 +99,7 @@ def load_via_hub(
     Each job gets its own empty cache directory, so nothing is served from an earlier job's cache.
     """
     home.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(
-        {
-            "HF_ENDPOINT": server.url,
-            "HF_HOME": str(home),
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "TRANSFORMERS_VERBOSITY": "error",
-            "TOKENIZERS_PARALLELISM": "false",
-        }
-    )
-    if env_token is not None:
-        env["HF_TOKEN"] = env_token
+    env = client_env(server.url, home, env_token, TRANSFORMERS_VERBOSITY="error")
     script = _SCRIPT.format(probe=inspect.getsource(probe))
     args = [
         {
@@ -127,19 +111,7 @@ def load_via_hub(
         }
         for i, (repo_id, revision, token) in enumerate(jobs)
     ]
-    proc = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{server.log()[-3000:]}"
-    )
-    results: list[dict[str, Any]] = json.loads(lines[-1].removeprefix("RESULT "))
+    results = run_client_script(server, script, args, env)
     assert len(results) == len(jobs)
     return results
 

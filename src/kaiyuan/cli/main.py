@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -58,8 +60,16 @@ def _fail(error: errors.HubError) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _hub(data_dir: Path | None) -> Hub:
-    return _build(_settings(data_dir))
+@contextlib.contextmanager
+def _admin(data_dir: Path | None) -> Iterator[Hub]:
+    """The hub over the data directory for one admin command; domain errors end the command."""
+    hub = _build(_settings(data_dir))
+    try:
+        yield hub
+    except errors.HubError as exc:
+        _fail(exc)
+    finally:
+        hub.close()
 
 
 def _build(settings: Settings) -> Hub:
@@ -97,13 +107,8 @@ def serve(
 @users.command("create")
 def user_create(name: str, data_dir: DataDir = None) -> None:
     """Create a user (their name is also their namespace)."""
-    hub = _hub(data_dir)
-    try:
+    with _admin(data_dir) as hub:
         hub.accounts.create_user(name)
-    except errors.HubError as exc:
-        _fail(exc)
-    finally:
-        hub.close()
     typer.echo(f"created user {name}", err=True)
 
 
@@ -116,26 +121,16 @@ def org_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an organisation with existing users as members."""
-    hub = _hub(data_dir)
-    try:
+    with _admin(data_dir) as hub:
         hub.accounts.create_org(name, member or [])
-    except errors.HubError as exc:
-        _fail(exc)
-    finally:
-        hub.close()
     typer.echo(f"created organisation {name}", err=True)
 
 
 @orgs.command("add-member")
 def org_add_member(name: str, user: str, data_dir: DataDir = None) -> None:
     """Add an existing user to an organisation."""
-    hub = _hub(data_dir)
-    try:
+    with _admin(data_dir) as hub:
         hub.accounts.add_member(name, user)
-    except errors.HubError as exc:
-        _fail(exc)
-    finally:
-        hub.close()
 
 
 @tokens.command("create")
@@ -146,13 +141,8 @@ def token_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an access token; prints only the token on stdout."""
-    hub = _hub(data_dir)
-    try:
+    with _admin(data_dir) as hub:
         secret = hub.accounts.create_token(user, parse_scope(scope), name)
-    except errors.HubError as exc:
-        _fail(exc)
-    finally:
-        hub.close()
     sys.stdout.write(secret + "\n")
 
 

@@ -13,7 +13,7 @@ from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, Principal
 from kaiyuan.http.context import base_url, caller, field, hub_of, read_json_object
 from kaiyuan.http.hfcompat import wire
-from kaiyuan.http.hfcompat.errors import error_response, route_not_found
+from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.paging import next_link, page_params
 from kaiyuan.services import cards
 
@@ -223,10 +223,7 @@ async def create_branch(
     data = await read_json_object(request)
     start = field(data, "startingPoint", str)
     hub = hub_of(request)
-    try:
-        await run_in_threadpool(hub.repos.create_branch, principal, kind, repo_id, name, start)
-    except AlreadyExistsError as exc:
-        return error_response(exc)
+    await run_in_threadpool(hub.repos.create_branch, principal, kind, repo_id, name, start)
     return JSONResponse({})
 
 
