@@ -11,10 +11,13 @@ from kaiyuan.config import Settings
 from kaiyuan.core.ports import BlobStore, MetadataStore
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
+from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
 from kaiyuan.services.uploads import UploadLimits, UploadService
+from kaiyuan.services.xet.cas import CasService
+from kaiyuan.services.xet.ingest import XetIngest
 from kaiyuan.storage.blobs.fs import FsBlobStore
 from kaiyuan.storage.sql.store import SqlMetadataStore
 
@@ -31,6 +34,9 @@ class Hub:
     reads: ReadService
     commits: CommitService
     uploads: UploadService
+    contents: ContentStore
+    xet_ingest: XetIngest
+    cas: CasService
 
     def close(self) -> None:
         self.metadata.close()
@@ -58,15 +64,21 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         multipart_part_bytes=settings.multipart_part_bytes,
         grant_ttl_seconds=settings.upload_link_ttl_seconds,
     )
+    secret = _secret(settings)
+    contents = ContentStore(metadata, blobs, XorbCache())
+    ingest = XetIngest(metadata, blobs)
     return Hub(
         settings=settings,
         metadata=metadata,
         blobs=blobs,
         accounts=AccountService(metadata),
         repos=RepoService(metadata, blobs, cache),
-        reads=ReadService(metadata, blobs, cache),
-        commits=CommitService(metadata, blobs, cache, commit_limits),
-        uploads=UploadService(metadata, blobs, _secret(settings), upload_limits),
+        reads=ReadService(metadata, contents, cache),
+        commits=CommitService(metadata, blobs, contents, cache, commit_limits),
+        uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
+        contents=contents,
+        xet_ingest=ingest,
+        cas=CasService(metadata, contents, secret, settings.xet_token_ttl_seconds),
     )
 
 

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     upload_link_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="How long an LFS upload link stays valid."
     )
+    xet_token_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="How long a Xet CAS token stays valid (clients refresh it when it expires).",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
 
     @property

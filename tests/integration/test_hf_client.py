@@ -361,16 +361,3 @@ def test_interrupted_download_resumes_with_range(
     assert proxy.cuts == 1
     assert b"range: bytes=10485760-" in seen  # the client writes 10 MiB pieces
     assert sha256_file(path) == original
-
-
-def test_upload_through_xet_fails_with_a_hint(server: ServerInfo) -> None:
-    """Without HF_HUB_DISABLE_XET the client asks for a Xet token; the answer says what to do."""
-    api = HfApi(endpoint=server.url, token=server.alice)
-    repo_id = f"alice/{unique('xet')}"
-    api.create_repo(repo_id)
-    answer = httpx.get(
-        f"{server.url}/api/models/{repo_id}/xet-write-token/main",
-        headers={"authorization": f"Bearer {server.alice}"},
-    )
-    assert answer.status_code == 501
-    assert "HF_HUB_DISABLE_XET=1" in answer.headers["x-error-message"]

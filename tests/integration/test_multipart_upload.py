@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 
 from tests.support.hubs import ServerInfo, start_server
 
@@ -78,5 +79,10 @@ def test_batch_offers_parts_and_refuses_bad_completion(small_parts_server: Serve
         json={"oid": oid, "parts": [{"partNumber": n, "etag": e} for n, e in enumerate(etags, 1)]},
     )
     assert done.status_code == 200, done.text
-    stored = server.data_dir / "blobs" / "objects" / oid[:2] / oid[2:4] / oid
-    assert stored.read_bytes() == data
+    api.create_commit(
+        "alice/parts2",
+        [CommitOperationAdd("z.bin", io.BytesIO(data))],
+        commit_message="parts joined",
+    )
+    got = httpx.get(f"{server.url}/alice/parts2/resolve/main/z.bin")
+    assert got.content == data

@@ -14,20 +14,27 @@ from tests.support.hubs import ServerInfo
 RESULT_PREFIX = "RESULT "
 
 
-def client_env(endpoint: str, home: Path, token: str | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a fresh client: no inherited HF_ settings, its own HF_HOME."""
+def client_env(
+    endpoint: str, home: Path, token: str | None = None, *, xet: bool = False, **extra: str
+) -> dict[str, str]:
+    """The environment of a fresh client: no inherited HF_ settings, its own HF_HOME.
+
+    `xet=True` leaves the client as installed (hf_xet on); otherwise it is switched off so the
+    test exercises the plain LFS and HTTP paths.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(
         {
             "HF_ENDPOINT": endpoint,
             "HF_HOME": str(home),
-            "HF_HUB_DISABLE_XET": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "TOKENIZERS_PARALLELISM": "false",
             **extra,
         }
     )
+    if not xet:
+        env["HF_HUB_DISABLE_XET"] = "1"
     if token is not None:
         env["HF_TOKEN"] = token
     return env

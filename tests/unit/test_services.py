@@ -58,7 +58,7 @@ def who(hub: Hub, user: str, scope: Scope = Scope.WRITE) -> Principal:
 def files_at(hub: Hub, principal: Principal, revision: str = "main") -> dict[str, bytes]:
     at = hub.reads.resolve(principal, MODEL, RID, revision)
     return {
-        e.path: b"".join(hub.reads.open(e))
+        e.path: b"".join(hub.contents.open(e.sha256))
         for e in hub.reads.list_tree(at, "", recursive=True)
         if isinstance(e, FileEntry)
     }

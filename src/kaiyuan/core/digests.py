@@ -78,3 +78,14 @@ def git_commit_sha1(tree: str, parents: Iterable[str], author: GitSignature, mes
 def _clean(value: str) -> str:
     # '<', '>' and newlines would break the signature line.
     return "".join(c for c in value if c not in "<>\n\r\0")
+
+
+def xet_hex(raw: bytes) -> str:
+    """The wire form of a 32-byte Xet hash: each 8-byte little-endian word printed as hex."""
+    return b"".join(raw[i : i + 8][::-1] for i in range(0, 32, 8)).hex()
+
+
+def xet_raw(text: str) -> bytes:
+    """The 32 raw bytes of a Xet hash from its wire form (the caller validated the text)."""
+    value = bytes.fromhex(text)
+    return b"".join(value[i : i + 8][::-1] for i in range(0, 32, 8))

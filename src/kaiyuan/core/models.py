@@ -107,6 +107,7 @@ class FileEntry:
     size: int
     sha256: str
     lfs: bool
+    xet_hash: str | None = None  # set when the content is stored as Xet chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +132,44 @@ class ResolvedRevision:
     repo: Repo
     requested: str
     commit: Commit
+
+
+# --- Xet storage --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StoredXorb:
+    """A xorb the hub holds: its chunks' hashes and ends, and the blob with the raw chunk bytes.
+
+    Hashes are raw 32-byte values; `xorb_hash` is its wire (hex) form. `chunk_ends[i]` is the
+    end offset of chunk i in the pack blob, which holds the uncompressed chunks back to back.
+    """
+
+    xorb_hash: str
+    pack_sha256: str
+    chunk_hashes: tuple[bytes, ...]
+    chunk_ends: tuple[int, ...]
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.chunk_ends[-1] if self.chunk_ends else 0
+
+    def chunk_start(self, index: int) -> int:
+        return self.chunk_ends[index - 1] if index else 0
+
+
+@dataclass(frozen=True, slots=True)
+class XetTerm:
+    """Chunks [start, end) of one xorb, a contiguous piece of a file."""
+
+    xorb_hash: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class XetFile:
+    """File content stored as Xet chunks: the Xet file id, the sha256 clients know it by."""
+
+    file_hash: str
+    sha256: str
+    size: int
+    terms: tuple[XetTerm, ...]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,9 @@ from kaiyuan.core.models import (
     Ref,
     RefKind,
     Repo,
+    StoredXorb,
     TreeEntry,
+    XetFile,
 )
 
 
@@ -131,6 +133,28 @@ class MetadataSession(Protocol):
     # which uploaded objects a repository has proven to hold (upload or commit)
     def add_repo_object(self, repo_pk: int, sha256: str) -> None: ...
     def has_repo_object(self, repo_pk: int, sha256: str) -> bool: ...
+
+    # Xet storage: xorbs, the chunk index, content stored as chunk ranges
+    def add_xorb(self, xorb: StoredXorb, now: datetime) -> bool:
+        """Record a xorb and index its chunks; False if it was already known."""
+        ...
+
+    def get_xorbs(self, xorb_hashes: Iterable[str]) -> dict[str, StoredXorb]: ...
+    def find_chunks(self, chunk_hashes: Iterable[bytes]) -> dict[bytes, tuple[str, int]]:
+        """For each known chunk hash: (xorb hash, chunk index)."""
+        ...
+
+    def add_xet_file(self, file: XetFile, now: datetime) -> None:
+        """Record content as Xet-stored (converting a whole-blob record in place)."""
+        ...
+
+    def related_xorbs(self, xorb_hash: str, limit: int) -> list[str]:
+        """Xorbs used by the same contents as this one (itself first): dedup neighbours."""
+        ...
+
+    def get_xet_file(self, sha256: str) -> XetFile | None: ...
+    def find_xet_file(self, file_hash: str) -> XetFile | None: ...
+    def xet_hashes(self, sha256s: Iterable[str]) -> dict[str, str]: ...
 
 
 class MetadataStore(Protocol):

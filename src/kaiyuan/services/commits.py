@@ -20,6 +20,7 @@ from kaiyuan.core.models import BlobInfo, Commit, FileEntry, Principal, RefKind,
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.services import access, cards, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.contents import ContentStore
 
 MAX_TITLE_LENGTH = 1000
 MAX_MESSAGE_LENGTH = 64 * 1024
@@ -92,12 +93,14 @@ class CommitService:
         self,
         store: MetadataStore,
         blobs: BlobStore,
+        contents: ContentStore,
         cache: trees.TreeCache,
         limits: CommitLimits,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._blobs = blobs
+        self._contents = contents
         self._cache = cache
         self._limits = limits
         self._clock = clock
@@ -216,7 +219,7 @@ class CommitService:
                 stored[index] = info
             elif isinstance(op, PutLfsFile):
                 try:
-                    info = self._blobs.stat(op.sha256)
+                    info = self._contents.stat(op.sha256)
                 except BlobNotFoundError:
                     raise InvalidInputError(
                         f"LFS object {op.sha256} for {op.path!r} was never uploaded"
@@ -231,7 +234,7 @@ class CommitService:
                             f"{op.path!r} is {info.size} bytes; the limit for a card is "
                             f"{self._limits.max_card_bytes} bytes"
                         )
-                    _check_card(op.path, b"".join(self._blobs.read(op.sha256)))
+                    _check_card(op.path, b"".join(self._contents.open(op.sha256)))
                 stored[index] = info
         return stored
 

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import dataclasses
 
 from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind, normalize_folder, validate_path
 from kaiyuan.core.models import Commit, Entry, FileEntry, FolderEntry, Principal, ResolvedRevision
-from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.core.ports import MetadataSession, MetadataStore
 from kaiyuan.services import access, revisions, trees
+from kaiyuan.services.contents import ContentStore
 
 MAX_PATHS_PER_QUERY = 1000
 MAX_HISTORY_PAGE = 1000
 
 
 class ReadService:
-    def __init__(self, store: MetadataStore, blobs: BlobStore, cache: trees.TreeCache) -> None:
+    def __init__(
+        self, store: MetadataStore, contents: ContentStore, cache: trees.TreeCache
+    ) -> None:
         self._store = store
-        self._blobs = blobs
+        self._contents = contents
         self._cache = cache
 
     def resolve(
@@ -39,7 +41,8 @@ class ReadService:
                 raise EntryNotFoundError(
                     f"folder {folder!r} not found at {at.commit.sha[:12]}", at.commit.sha
                 )
-            return list(trees.walk(session, self._cache, found.oid, folder, recursive=recursive))
+            entries = list(trees.walk(session, self._cache, found.oid, folder, recursive=recursive))
+            return _with_xet_hashes(session, entries)
 
     def paths_info(self, at: ResolvedRevision, paths: list[str]) -> list[Entry]:
         """The entries for these paths; paths that do not exist are left out."""
@@ -60,18 +63,20 @@ class ReadService:
                     result.append(FolderEntry(path, entry.oid))
                 else:
                     result.append(trees.as_file(entry, path))
-        return result
+            return _with_xet_hashes(session, result)
 
     def file(self, at: ResolvedRevision, path: str) -> FileEntry:
         """The file at `path`; EntryNotFound (carrying the commit) when absent or a folder."""
         validate_path(path)
         with self._store.session() as session:
             entry = trees.find(session, self._cache, at.commit.tree, path)
-        if entry is None or entry.is_dir:
-            raise EntryNotFoundError(
-                f"{path!r} not found at revision {at.commit.sha}", at.commit.sha
-            )
-        return trees.as_file(entry, path)
+            if entry is None or entry.is_dir:
+                raise EntryNotFoundError(
+                    f"{path!r} not found at revision {at.commit.sha}", at.commit.sha
+                )
+            found = _with_xet_hashes(session, [trees.as_file(entry, path)])[0]
+        assert isinstance(found, FileEntry)  # noqa: S101 - as_file gives a file
+        return found
 
     def history(
         self, at: ResolvedRevision, *, offset: int, limit: int
@@ -90,15 +95,22 @@ class ReadService:
                 current = session.get_commit(at.repo, parent) if parent else None
         return result[:limit], len(result) > limit
 
-    def open(self, entry: FileEntry, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The bytes of a file, [start, end), streamed in large pieces."""
-        return self._blobs.read(entry.sha256, start, end)
-
-    def local_path(self, entry: FileEntry) -> Path | None:
-        return self._blobs.local_path(entry.sha256)
-
     def read_small(self, entry: FileEntry, limit: int) -> bytes:
         """A whole file that is known to be small (a model card), refused above `limit`."""
         if entry.size > limit:
             raise InvalidInputError(f"{entry.path!r} is larger than {limit} bytes")
-        return b"".join(self.open(entry))
+        return b"".join(self._contents.open(entry.sha256))
+
+
+def _with_xet_hashes(session: MetadataSession, entries: list[Entry]) -> list[Entry]:
+    """LFS files whose content is stored as Xet chunks, marked with their Xet file id."""
+    lfs = [e.sha256 for e in entries if isinstance(e, FileEntry) and e.lfs]
+    if not lfs:
+        return entries
+    known = session.xet_hashes(lfs)
+    return [
+        dataclasses.replace(e, xet_hash=known[e.sha256])
+        if isinstance(e, FileEntry) and e.lfs and e.sha256 in known
+        else e
+        for e in entries
+    ]

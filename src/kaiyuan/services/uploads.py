@@ -21,6 +21,8 @@ from kaiyuan.core.models import BlobInfo, Principal, Repo
 from kaiyuan.core.ports import BlobStore, BlobWriter, MetadataStore
 from kaiyuan.services import access
 from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.contents import ContentStore
+from kaiyuan.services.xet.ingest import XetIngest
 
 MAX_OBJECTS_PER_BATCH = 1000
 
@@ -65,12 +67,16 @@ class UploadService:
         self,
         store: MetadataStore,
         blobs: BlobStore,
+        contents: ContentStore,
+        ingest: XetIngest,
         secret: bytes,
         limits: UploadLimits,
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._blobs = blobs
+        self._contents = contents
+        self._ingest = ingest
         self._secret = secret
         self._limits = limits
         self._clock = clock
@@ -115,7 +121,7 @@ class UploadService:
 
     def _holds(self, sha256: str, size: int) -> bool:
         try:
-            return self._blobs.stat(sha256).size == size
+            return self._contents.stat(sha256).size == size
         except BlobNotFoundError:
             return False
 
@@ -176,6 +182,9 @@ class UploadService:
             raise IntegrityError(f"object {sha256} of {size} bytes was not received")
 
     def _record(self, grant: UploadGrant, info: BlobInfo) -> None:
+        # Chunked into Xet storage first: until then the whole blob stays the stored form, and
+        # a failure here leaves an upload the client can simply send again.
+        self._ingest.convert(info.sha256)
         with self._store.session(write=True) as session:
             session.add_blob(info, self._clock())
             session.add_repo_object(grant.repo_pk, info.sha256)

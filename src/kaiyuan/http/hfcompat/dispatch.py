@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.http.hfcompat import routes_files, routes_repos, routes_upload
+from kaiyuan.http.hfcompat import routes_files, routes_repos, routes_upload, routes_xet
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.rawpath import segments
 
@@ -25,8 +25,8 @@ _API: dict[str, dict[str | None, Handler]] = {
         "tree": routes_files.tree,
         "refs": routes_repos.refs,
         "commits": routes_repos.commits,
-        "xet-read-token": routes_upload.xet_token,
-        "xet-write-token": routes_upload.xet_token,
+        "xet-read-token": routes_xet.read_token,
+        "xet-write-token": routes_xet.write_token,
     },
     "POST": {
         "paths-info": routes_files.paths_info,

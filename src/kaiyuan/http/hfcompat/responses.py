@@ -1,44 +1,89 @@
-"""Sending file bytes fast: large chunks from a local file, or a ranged stream from any store."""
+"""Sending content fast: local segments go out zero-copy, anything else in large pieces.
+
+Content is a list of (blob, offset, length) segments (one for a whole blob, a few for a file
+stored as Xet chunks). When every segment is a local file and the server offers the
+`kaiyuan.segments` extension, the connection sends them with sendfile(2); otherwise the bytes
+are read in a worker thread and written in 8 MiB pieces.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from starlette.concurrency import iterate_in_threadpool
-from starlette.responses import MalformedRangeHeader
+from fastapi.responses import Response
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from kaiyuan.services.contents import Segment
 
 SEND_CHUNK = 8 * 1024 * 1024  # Starlette's 64 KiB default caps a download at ~0.4 GB/s here
+SEGMENTS = "kaiyuan.segments"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-class LargeChunkFileResponse(FileResponse):
-    chunk_size = SEND_CHUNK
+class SegmentsResponse(Response):
+    """A body made of local file ranges (sent zero-copy when possible) or of a byte stream."""
 
-    @classmethod
-    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
-        # RFC 9110: a Range header that cannot be parsed is ignored (full 200), not a 400.
-        try:
-            return super()._parse_range_header(http_range, file_size)
-        except (MalformedRangeHeader, ValueError):
-            return []
+    def __init__(
+        self,
+        status_code: int,
+        headers: dict[str, str],
+        *,
+        local: list[tuple[Path, int, int]] | None,
+        stream: Callable[[], Iterator[bytes]],
+    ) -> None:
+        super().__init__(status_code=status_code, headers=headers)
+        self._local = local
+        self._stream = stream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        del receive
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if self._local is not None and SEGMENTS in scope.get("extensions", {}):
+            await send({"type": SEGMENTS, "segments": self._local})
+            return
+        async for piece in iterate_in_threadpool(_rechunk(self._stream())):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def init_headers(self, headers: Any = None) -> None:
+        # Content-Length comes from the caller; Response would otherwise set it from an empty body.
+        super().init_headers(headers)
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"] + [
+            (b"content-length", headers["Content-Length"].encode())
+        ]
 
 
-def send_file(
+def _rechunk(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= SEND_CHUNK:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def send_content(
     request: Request,
     *,
-    path: Path | None,
     size: int,
-    reader: Callable[[int, int], Iterator[bytes]],
+    locate: Callable[[int, int], list[Segment]],
+    local: Callable[[list[Segment]], list[tuple[Path, int, int]] | None],
+    read: Callable[[list[Segment]], Iterator[bytes]],
     headers: dict[str, str],
 ) -> Response:
-    """The whole file or the requested byte range (206), HEAD without a body."""
-    headers = {**headers, "Accept-Ranges": "bytes"}
-    if path is not None:
-        return LargeChunkFileResponse(path, headers=headers, media_type="application/octet-stream")
+    """The whole content or the requested byte range (206); HEAD without a body."""
+    headers = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
     span = _single_range(request.headers.get("range"), size)
     if isinstance(span, Unsatisfiable):
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
@@ -49,13 +94,10 @@ def send_file(
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    return StreamingResponse(
-        iterate_in_threadpool(reader(start, end)),
-        status_code=status,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
+        return SegmentsResponse(status, headers, local=[], stream=lambda: iter(()))
+    segments = await run_in_threadpool(locate, start, end)
+    files = await run_in_threadpool(local, segments)
+    return SegmentsResponse(status, headers, local=files, stream=lambda: read(segments))
 
 
 class Unsatisfiable:

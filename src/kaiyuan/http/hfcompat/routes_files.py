@@ -17,7 +17,8 @@ from kaiyuan.http.hfcompat import wire
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.paging import next_link, page_params
 from kaiyuan.http.hfcompat.rawpath import join_path
-from kaiyuan.http.hfcompat.responses import send_file
+from kaiyuan.http.hfcompat.responses import send_content
+from kaiyuan.http.hfcompat.routes_xet import xet_refresh_route
 
 TREE_PAGE = 1000
 TREE_PAGE_EXPANDED = 50
@@ -99,10 +100,18 @@ async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[
     if entry.lfs:
         headers["X-Linked-Etag"] = f'"{entry.sha256}"'
         headers["X-Linked-Size"] = str(entry.size)
-    return send_file(
+    if entry.xet_hash:
+        # With these, hf_xet clients fetch the file through the CAS instead of this response.
+        refresh = xet_refresh_route(request, kind, repo_id, commit)
+        headers["X-Xet-Hash"] = entry.xet_hash
+        headers["X-Xet-Refresh-Route"] = refresh
+        headers["Link"] = f'<{refresh}>; rel="xet-auth"'
+    contents = hub.contents
+    return await send_content(
         request,
-        path=hub.reads.local_path(entry),
         size=entry.size,
-        reader=lambda start, end: hub.reads.open(entry, start, end),
+        locate=lambda start, end: contents.segments(entry.sha256, start, end),
+        local=contents.local_segments,
+        read=contents.read_segments,
         headers=headers,
     )

@@ -214,11 +214,3 @@ async def lfs_verify(request: Request, kind: RepoKind, repo_id: RepoId) -> Respo
     size = field(data, "size", int, required=True)
     await run_in_threadpool(hub_of(request).uploads.verify, principal, kind, repo_id, oid, size)
     return JSONResponse({}, media_type=LFS_MEDIA_TYPE)
-
-
-async def xet_token(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:
-    """huggingface_hub asks for a Xet token before every large upload when hf_xet is installed."""
-    del request, kind, repo_id, args
-    raise UnsupportedError(
-        "this hub does not serve the Xet protocol yet: set HF_HUB_DISABLE_XET=1 to upload via LFS"
-    )

@@ -30,6 +30,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
     if entry.lfs:
         item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size(entry)}
+    if entry.xet_hash:
+        item["xetHash"] = entry.xet_hash
     return item
 
 

@@ -29,6 +29,7 @@ from kaiyuan.core.models import (
 )
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.dialects import WRITE_FLAG, insert_ignoring_duplicates, make_engine
+from kaiyuan.storage.sql.xet_rows import XetRows
 
 
 def _utc(value: datetime) -> datetime:
@@ -84,7 +85,7 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession:
+class SqlSession(XetRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine

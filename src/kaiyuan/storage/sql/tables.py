@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -104,12 +105,45 @@ tree_entries = Table(
     ForeignKeyConstraint(["tree_sha"], ["trees.sha"], ondelete="CASCADE"),
 )
 
+# Content known to the hub. With `xet_hash` set the bytes live as Xet chunks (`terms`: 40 bytes
+# per term, raw xorb hash + u32 start + u32 end); otherwise as one whole blob in the blob store.
 blobs = Table(
     "blobs",
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("xet_hash", String(64), nullable=True, index=True),
+    Column("terms", LargeBinary, nullable=True),
+)
+
+# Xorbs: `chunks` holds 36 bytes per chunk (raw chunk hash + u32 end offset in the pack blob).
+xorbs = Table(
+    "xorbs",
+    metadata,
+    Column("xorb_hash", String(64), primary_key=True),
+    Column("pack_sha256", String(64), nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("raw_bytes", BigInteger, nullable=False),
+    Column("chunks", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which xorbs each Xet-stored content uses; a dedup answer lists a chunk's neighbours through it.
+xet_file_xorbs = Table(
+    "xet_file_xorbs",
+    metadata,
+    Column("xorb_hash", String(64), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+)
+
+# Where each chunk can be found (the first xorb that brought it); drives deduplication.
+xorb_chunks = Table(
+    "xorb_chunks",
+    metadata,
+    Column("chunk_hash", LargeBinary(32), primary_key=True),
+    Column("xorb_hash", String(64), nullable=False),
+    Column("chunk_index", Integer, nullable=False),
 )
 
 # Uploaded objects a repository has proven to hold. A commit may only reference LFS objects that

@@ -1,0 +1,196 @@
+"""Bringing bytes into Xet storage: xorbs sent by clients, and whole uploads chunked here.
+
+Both paths end in the same place: pack blobs with their xorb records and the chunk index, so a
+file uploaded over plain LFS deduplicates against one uploaded through Xet, and the reverse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kaiyuan.core.errors import IntegrityError
+from kaiyuan.core.models import StoredXorb, XetFile, XetTerm
+from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.xet import hashing
+from kaiyuan.services.xet.chunking import Chunker
+from kaiyuan.services.xet.packing import PackWriter
+from kaiyuan.services.xet.xorbs import XorbParser
+
+_LOOKUP_WINDOW = 512  # chunks looked up in the index per query (~32 MiB of data)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A growing term: chunks [start, end) of a stored xorb (key str) or a new pack (key int)."""
+
+    key: str | int
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    runs: list[_Run] = field(default_factory=list)
+    refs: list[hashing.ChunkRef] = field(default_factory=list)
+    new_bytes: int = 0
+
+    def place(self, key: str | int, index: int, chunk_hash: bytes, length: int) -> None:
+        self.refs.append((chunk_hash, length))
+        last = self.runs[-1] if self.runs else None
+        if last is not None and last.key == key and last.end == index:
+            last.end += 1
+        else:
+            self.runs.append(_Run(key, index, index + 1))
+
+
+class XetIngest:
+    def __init__(self, store: MetadataStore, blobs: BlobStore, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._clock = clock
+
+    def receive_xorb(self, xorb_hex: str, pieces: Iterable[bytes]) -> bool:
+        """Check and store a client's xorb; False if the hub already had it.
+
+        Every chunk is decompressed and hashed, and the xorb hash recomputed; a mismatch or a
+        malformed body raises and leaves nothing behind.
+        """
+        expected = hashing.from_hex(xorb_hex)
+        with self._store.session() as session:
+            known = bool(session.get_xorbs([xorb_hex]))
+        if known:
+            for _ in pieces:
+                pass
+            return False
+        parser = XorbParser()
+        pack = PackWriter(self._blobs)
+        try:
+            for piece in pieces:
+                for chunk in parser.feed(piece):
+                    pack.add(chunk, hashing.chunk_hash(chunk))
+            parser.finish()
+            _check_xorb_hash(pack, expected)
+            stored = pack.close()
+        except BaseException:
+            pack.abort()
+            raise
+        with self._store.session(write=True) as session:
+            return session.add_xorb(stored, self._clock())
+
+    def convert(self, sha256: str) -> XetFile | None:
+        """Re-store a whole blob as Xet chunks, reusing every chunk the hub already holds.
+
+        Returns the file record (None for empty content, which stays a whole blob). The whole
+        blob is removed only after the chunked form is committed.
+        """
+        with self._store.session() as session:
+            existing = session.get_xet_file(sha256)
+            used = session.get_xorbs(t.xorb_hash for t in existing.terms) if existing else {}
+        if existing is not None:
+            self._drop_whole(sha256, used.values())
+            return existing
+        chunking = _BlobChunking(self._store, self._blobs)
+        try:
+            size = chunking.run(self._blobs.read(sha256), sha256)
+        except BaseException:
+            chunking.abort()
+            raise
+        if size == 0:
+            return None
+        plan, packs = chunking.plan, chunking.packs
+        by_number = {number: xorb.xorb_hash for number, xorb in enumerate(packs)}
+        terms = tuple(
+            XetTerm(run.key if isinstance(run.key, str) else by_number[run.key], run.start, run.end)
+            for run in plan.runs
+        )
+        file = XetFile(hashing.to_hex(hashing.file_hash(plan.refs)), sha256, size, terms)
+        now = self._clock()
+        with self._store.session(write=True) as session:
+            for xorb in packs:
+                session.add_xorb(xorb, now)
+            session.add_xet_file(file, now)
+        self._drop_whole(sha256, packs)
+        return file
+
+    def _drop_whole(self, sha256: str, packs: Iterable[StoredXorb]) -> None:
+        # A file that became exactly one new xorb has a pack with the same bytes, hence the
+        # same address as the whole blob: then that blob is the pack and must stay.
+        if all(xorb.pack_sha256 != sha256 for xorb in packs):
+            self._blobs.delete(sha256)
+
+
+def _check_xorb_hash(pack: PackWriter, expected: bytes) -> None:
+    actual = pack.xorb_hash()
+    if actual != expected:
+        raise IntegrityError(
+            f"xorb hash {hashing.to_hex(actual)} does not match {hashing.to_hex(expected)}"
+        )
+
+
+class _BlobChunking:
+    """One pass over a blob: chunk, look chunks up in windows, pack the ones the hub lacks."""
+
+    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+        self._store = store
+        self._blobs = blobs
+        self.plan = _Plan()
+        self.packs: list[StoredXorb] = []
+        self._pending: dict[bytes, tuple[int, int]] = {}  # chunks already in this file's packs
+        self._pack = PackWriter(blobs)
+        self._window: list[tuple[bytes, bytes]] = []
+
+    def run(self, pieces: Iterable[bytes], sha256: str) -> int:
+        """Chunk everything; the total size. Integrity error if the bytes are not `sha256`."""
+        digest = hashlib.sha256()
+        size = 0
+        chunker = Chunker()
+        for piece in pieces:
+            size += len(piece)
+            digest.update(piece)
+            for chunk in chunker.feed(piece):
+                self._add(chunk)
+        last = chunker.finish()
+        if last is not None:
+            self._add(last)
+        self._flush()
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"stored blob {sha256} does not match its digest")
+        if len(self._pack):
+            self.packs.append(self._pack.close())
+        else:
+            self._pack.abort()
+        return size
+
+    def abort(self) -> None:
+        self._pack.abort()
+
+    def _add(self, chunk: bytes) -> None:
+        self._window.append((chunk, hashing.chunk_hash(chunk)))
+        if len(self._window) >= _LOOKUP_WINDOW:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._store.session() as session:
+            known = session.find_chunks(h for _, h in self._window if h not in self._pending)
+        for chunk, chunk_hash in self._window:
+            if chunk_hash in self._pending:
+                number, index = self._pending[chunk_hash]
+                self.plan.place(number, index, chunk_hash, len(chunk))
+            elif chunk_hash in known:
+                xorb_hex, index = known[chunk_hash]
+                self.plan.place(xorb_hex, index, chunk_hash, len(chunk))
+            else:
+                self._store_new(chunk, chunk_hash)
+        self._window.clear()
+
+    def _store_new(self, chunk: bytes, chunk_hash: bytes) -> None:
+        if not self._pack.has_room(len(chunk)):
+            self.packs.append(self._pack.close())
+            self._pack = PackWriter(self._blobs)
+        index = self._pack.add(chunk, chunk_hash)
+        self._pending[chunk_hash] = (len(self.packs), index)
+        self.plan.place(len(self.packs), index, chunk_hash, len(chunk))
+        self.plan.new_bytes += len(chunk)

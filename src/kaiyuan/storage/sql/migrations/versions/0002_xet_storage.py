@@ -1,0 +1,51 @@
+"""Xet storage: xorbs, the chunk index, and Xet-stored content on blobs.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("blobs") as batch:
+        batch.add_column(sa.Column("xet_hash", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("terms", sa.LargeBinary, nullable=True))
+        batch.create_index("ix_blobs_xet_hash", ["xet_hash"])
+    op.create_table(
+        "xorbs",
+        sa.Column("xorb_hash", sa.String(64), primary_key=True),
+        sa.Column("pack_sha256", sa.String(64), nullable=False),
+        sa.Column("chunk_count", sa.Integer, nullable=False),
+        sa.Column("raw_bytes", sa.BigInteger, nullable=False),
+        sa.Column("chunks", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "xet_file_xorbs",
+        sa.Column("xorb_hash", sa.String(64), primary_key=True),
+        sa.Column("sha256", sa.String(64), primary_key=True),
+    )
+    op.create_table(
+        "xorb_chunks",
+        sa.Column("chunk_hash", sa.LargeBinary(32), primary_key=True),
+        sa.Column("xorb_hash", sa.String(64), nullable=False),
+        sa.Column("chunk_index", sa.Integer, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("xorb_chunks")
+    op.drop_table("xet_file_xorbs")
+    op.drop_table("xorbs")
+    with op.batch_alter_table("blobs") as batch:
+        batch.drop_index("ix_blobs_xet_hash")
+        batch.drop_column("terms")
+        batch.drop_column("xet_hash")

@@ -1,0 +1,157 @@
+"""SQL rows for Xet storage: xorbs with their chunk tables, the chunk index, Xet-stored content."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+
+from kaiyuan.core.digests import xet_hex, xet_raw
+from kaiyuan.core.models import StoredXorb, XetFile, XetTerm
+from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.dialects import insert_ignoring_duplicates
+
+_CHUNK = struct.Struct("<32sI")
+_TERM = struct.Struct("<32sII")
+_BATCH = 500  # stays under every backend's bound-parameter limit
+
+
+def _batches(items: list[bytes] | list[str]) -> Iterable[list[bytes] | list[str]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+class XetRows:
+    """Mixed into the SQL session; `_c` and `_engine` come from it."""
+
+    _c: Connection
+    _engine: Engine
+
+    def add_xorb(self, xorb: StoredXorb, now: datetime) -> bool:
+        """Record a xorb and index its chunks; False (and nothing changed) if it was known."""
+        if self._c.execute(
+            select(t.xorbs.c.xorb_hash).where(t.xorbs.c.xorb_hash == xorb.xorb_hash)
+        ).first():
+            return False
+        table = b"".join(
+            _CHUNK.pack(h, end) for h, end in zip(xorb.chunk_hashes, xorb.chunk_ends, strict=True)
+        )
+        self._c.execute(
+            insert(t.xorbs).values(
+                xorb_hash=xorb.xorb_hash,
+                pack_sha256=xorb.pack_sha256,
+                chunk_count=len(xorb.chunk_hashes),
+                raw_bytes=xorb.raw_bytes,
+                chunks=table,
+                created_at=now,
+            )
+        )
+        rows = [
+            {"chunk_hash": h, "xorb_hash": xorb.xorb_hash, "chunk_index": i}
+            for i, h in enumerate(xorb.chunk_hashes)
+        ]
+        statement = insert_ignoring_duplicates(self._engine, t.xorb_chunks)
+        for i in range(0, len(rows), _BATCH):
+            self._c.execute(statement, rows[i : i + _BATCH])
+        return True
+
+    def get_xorbs(self, xorb_hashes: Iterable[str]) -> dict[str, StoredXorb]:
+        wanted = sorted(set(xorb_hashes))
+        found: dict[str, StoredXorb] = {}
+        for batch in _batches(wanted):
+            query = select(t.xorbs).where(t.xorbs.c.xorb_hash.in_(batch))
+            for row in self._c.execute(query):
+                pairs = [_CHUNK.unpack_from(row.chunks, i) for i in range(0, len(row.chunks), 36)]
+                found[row.xorb_hash] = StoredXorb(
+                    row.xorb_hash,
+                    row.pack_sha256,
+                    tuple(h for h, _ in pairs),
+                    tuple(end for _, end in pairs),
+                )
+        return found
+
+    def find_chunks(self, chunk_hashes: Iterable[bytes]) -> dict[bytes, tuple[str, int]]:
+        """For each known chunk: the xorb holding it and its index there."""
+        wanted = sorted(set(chunk_hashes))
+        found: dict[bytes, tuple[str, int]] = {}
+        for batch in _batches(wanted):
+            query = select(t.xorb_chunks).where(t.xorb_chunks.c.chunk_hash.in_(batch))
+            for row in self._c.execute(query):
+                found[bytes(row.chunk_hash)] = (row.xorb_hash, row.chunk_index)
+        return found
+
+    def add_xet_file(self, file: XetFile, now: datetime) -> None:
+        """Record content as Xet-stored; content already stored that way keeps its first form."""
+        terms = b"".join(_TERM.pack(xet_raw(x.xorb_hash), x.start, x.end) for x in file.terms)
+        row = self._c.execute(
+            select(t.blobs.c.xet_hash).where(t.blobs.c.sha256 == file.sha256)
+        ).first()
+        if row is None:
+            self._c.execute(
+                insert_ignoring_duplicates(self._engine, t.blobs).values(
+                    sha256=file.sha256,
+                    size=file.size,
+                    created_at=now,
+                    xet_hash=file.file_hash,
+                    terms=terms,
+                )
+            )
+        elif row.xet_hash is None:
+            self._c.execute(
+                update(t.blobs)
+                .where(and_(t.blobs.c.sha256 == file.sha256, t.blobs.c.xet_hash.is_(None)))
+                .values(xet_hash=file.file_hash, terms=terms)
+            )
+        else:
+            return
+        rows = [{"xorb_hash": h, "sha256": file.sha256} for h in {x.xorb_hash for x in file.terms}]
+        statement = insert_ignoring_duplicates(self._engine, t.xet_file_xorbs)
+        for i in range(0, len(rows), _BATCH):
+            self._c.execute(statement, rows[i : i + _BATCH])
+
+    def related_xorbs(self, xorb_hash: str, limit: int) -> list[str]:
+        """Xorbs used by the same contents as `xorb_hash` (itself first), at most `limit`."""
+        owners = (
+            select(t.xet_file_xorbs.c.sha256)
+            .where(t.xet_file_xorbs.c.xorb_hash == xorb_hash)
+            .limit(16)
+        )
+        query = (
+            select(t.xet_file_xorbs.c.xorb_hash)
+            .where(t.xet_file_xorbs.c.sha256.in_(owners.scalar_subquery()))
+            .distinct()
+            .limit(limit)
+        )
+        found = [row.xorb_hash for row in self._c.execute(query) if row.xorb_hash != xorb_hash]
+        return [xorb_hash, *found][:limit]
+
+    def get_xet_file(self, sha256: str) -> XetFile | None:
+        row = self._c.execute(select(t.blobs).where(t.blobs.c.sha256 == sha256)).first()
+        return _file(row) if row is not None and row.xet_hash is not None else None
+
+    def find_xet_file(self, file_hash: str) -> XetFile | None:
+        row = self._c.execute(select(t.blobs).where(t.blobs.c.xet_hash == file_hash)).first()
+        return _file(row) if row is not None else None
+
+    def xet_hashes(self, sha256s: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(sha256s))
+        found: dict[str, str] = {}
+        for batch in _batches(wanted):
+            query = select(t.blobs.c.sha256, t.blobs.c.xet_hash).where(
+                and_(t.blobs.c.sha256.in_(batch), t.blobs.c.xet_hash.is_not(None))
+            )
+            found.update({row.sha256: row.xet_hash for row in self._c.execute(query)})
+        return found
+
+
+def _file(row: object) -> XetFile:
+    terms_blob: bytes = row.terms  # type: ignore[attr-defined]
+    terms = tuple(
+        XetTerm(xet_hex(h), start, end)
+        for h, start, end in (
+            _TERM.unpack_from(terms_blob, i) for i in range(0, len(terms_blob), _TERM.size)
+        )
+    )
+    return XetFile(row.xet_hash, row.sha256, row.size, terms)  # type: ignore[attr-defined]

@@ -1,0 +1,204 @@
+"""Xet storage with the stock client: huggingface_hub + hf_xet as installed, no overrides.
+
+A ~200 MB safetensors model goes up through Xet; a derivative (a few tensors changed, one header
+field added) must send and store only a small fraction of its size; an LFS upload of another
+derivative dedups against the Xet data; downloads through Xet and through plain HTTP give the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from tests.support.clients import client_env, run_client_script
+from tests.support.hubs import ServerInfo
+from tests.support.xetstats import xorb_bytes
+
+pytestmark = pytest.mark.slow
+
+TENSORS = 40
+TENSOR_VALUES = 2_500_000  # float16: 5 MB each, 200 MB in all
+
+UPLOAD = """
+import json, sys
+from huggingface_hub import HfApi, constants
+args = json.loads(sys.argv[1])
+api = HfApi()
+api.create_repo(args["repo"], exist_ok=True)
+info = api.upload_folder(folder_path=args["folder"], repo_id=args["repo"])
+tree = {e.path: getattr(e, "xet_hash", None) for e in api.list_repo_tree(args["repo"])}
+print("RESULT " + json.dumps([{"xet": not constants.HF_HUB_DISABLE_XET, "tree": tree}]))
+"""
+
+DOWNLOAD = """
+import hashlib, json, sys
+from huggingface_hub import constants, file_download, hf_hub_download
+args = json.loads(sys.argv[1])
+calls = []
+original = file_download.xet_get
+def counting(*a, **k):
+    calls.append(1)
+    return original(*a, **k)
+file_download.xet_get = counting
+path = hf_hub_download(args["repo"], args["file"], cache_dir=args["cache"])
+digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+print("RESULT " + json.dumps([{"sha256": digest, "xet_calls": len(calls)}]))
+"""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def base_tensors() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1234)
+    return {
+        f"layers.{i}.weight": rng.standard_normal(TENSOR_VALUES, dtype=np.float32).astype(
+            np.float16
+        )
+        for i in range(TENSORS)
+    }
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("family")
+    tensors = base_tensors()
+    base = root / "base"
+    base.mkdir()
+    save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
+    (base / "config.json").write_text(json.dumps({"model_type": "toy", "layers": TENSORS}))
+    rng = np.random.default_rng(99)
+    tuned = dict(tensors)
+    for i in (3, 17, 31):  # a fine-tune that touched three tensors
+        tuned[f"layers.{i}.weight"] = (tensors[f"layers.{i}.weight"] * 1.01).astype(np.float16)
+    derived = root / "derived"
+    derived.mkdir()
+    save_file(
+        tuned, str(derived / "model.safetensors"), metadata={"format": "pt", "base": "acme/base"}
+    )
+    other = dict(tensors)
+    other["layers.5.weight"] = rng.standard_normal(TENSOR_VALUES, dtype=np.float32).astype(
+        np.float16
+    )
+    lfs = root / "lfs"
+    lfs.mkdir()
+    save_file(other, str(lfs / "model.safetensors"), metadata={"format": "pt"})
+    return {"base": base, "derived": derived, "lfs": lfs}
+
+
+def upload(server: ServerInfo, tmp_path: Path, repo: str, folder: Path, *, xet: bool) -> dict:
+    env = client_env(server.url, tmp_path / f"home-{uuid.uuid4().hex[:6]}", server.alice, xet=xet)
+    (result,) = run_client_script(
+        server, UPLOAD, {"repo": repo, "folder": str(folder)}, env, timeout=600
+    )
+    return result
+
+
+def download(server: ServerInfo, tmp_path: Path, repo: str, name: str, *, xet: bool) -> dict:
+    home = tmp_path / f"home-{uuid.uuid4().hex[:6]}"
+    env = client_env(server.url, home, server.alice, xet=xet)
+    (result,) = run_client_script(
+        server, DOWNLOAD, {"repo": repo, "file": name, "cache": str(home / "cache")}, env
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def published(server: ServerInfo, family: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("xet-clients")
+    suffix = uuid.uuid4().hex[:6]
+    before = xorb_bytes(server)
+    base = upload(server, tmp, f"acme/base-{suffix}", family["base"], xet=True)
+    after_base = xorb_bytes(server)
+    derived = upload(server, tmp, f"alice/derived-{suffix}", family["derived"], xet=True)
+    after_derived = xorb_bytes(server)
+    lfs = upload(server, tmp, f"alice/lfs-{suffix}", family["lfs"], xet=False)
+    after_lfs = xorb_bytes(server)
+    return {
+        "suffix": suffix,
+        "base": base,
+        "derived": derived,
+        "lfs": lfs,
+        "stored": [after_base - before, after_derived - after_base, after_lfs - after_derived],
+    }
+
+
+def test_upload_goes_through_xet_and_files_carry_xet_hashes(published: dict[str, object]) -> None:
+    base = published["base"]
+    assert isinstance(base, dict)
+    assert base["xet"] is True
+    assert base["tree"]["model.safetensors"]  # a Xet file id: downloads can use the CAS
+    assert base["tree"]["config.json"] is None  # small files stay in git
+
+
+def test_derivative_sends_and_stores_a_small_fraction(
+    published: dict[str, object], family: dict[str, Path]
+) -> None:
+    stored = published["stored"]
+    assert isinstance(stored, list)
+    size = (family["derived"] / "model.safetensors").stat().st_size
+    assert stored[0] >= size * 0.99  # the base: everything is new
+    # Three of forty tensors changed plus a header edit: well under a tenth is new.
+    assert stored[1] < size * 0.10, stored
+
+
+def test_lfs_upload_dedups_against_xet_data(
+    published: dict[str, object], family: dict[str, Path]
+) -> None:
+    stored = published["stored"]
+    assert isinstance(stored, list)
+    size = (family["lfs"] / "model.safetensors").stat().st_size
+    lfs = published["lfs"]
+    assert isinstance(lfs, dict)
+    assert lfs["xet"] is False
+    assert lfs["tree"]["model.safetensors"]  # chunked on the server, so it has a Xet id too
+    assert stored[2] < size * 0.06, stored  # one tensor of forty changed
+
+
+@pytest.mark.parametrize("which", ["base", "derived", "lfs"])
+def test_xet_and_plain_downloads_are_identical(
+    server: ServerInfo,
+    published: dict[str, object],
+    family: dict[str, Path],
+    tmp_path: Path,
+    which: str,
+) -> None:
+    owner = "acme" if which == "base" else "alice"
+    repo = f"{owner}/{which}-{published['suffix']}"
+    expected = sha256_file(family[which] / "model.safetensors")
+    via_xet = download(server, tmp_path, repo, "model.safetensors", xet=True)
+    plain = download(server, tmp_path, repo, "model.safetensors", xet=False)
+    assert via_xet == {"sha256": expected, "xet_calls": 1}
+    assert plain == {"sha256": expected, "xet_calls": 0}
+
+
+def test_plain_range_reads_match_the_file(
+    server: ServerInfo, published: dict[str, object], family: dict[str, Path]
+) -> None:
+    repo = f"alice/derived-{published['suffix']}"
+    data = (family["derived"] / "model.safetensors").read_bytes()
+    url = f"{server.url}/{repo}/resolve/main/model.safetensors"
+    headers = {"authorization": f"Bearer {server.alice}"}
+    head = httpx.head(url, headers=headers)
+    assert head.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert head.headers["x-xet-hash"]
+    assert "xet-read-token" in head.headers["x-xet-refresh-route"]
+    for start, end in [(0, 99), (70_000, 200_000), (len(data) - 10, len(data) - 1)]:
+        answer = httpx.get(url, headers={**headers, "range": f"bytes={start}-{end}"})
+        assert answer.status_code == 206
+        assert answer.content == data[start : end + 1]
+    answer = httpx.get(url, headers={**headers, "range": f"bytes={len(data)}-"})
+    assert answer.status_code == 416
