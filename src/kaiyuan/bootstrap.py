@@ -65,8 +65,9 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         grant_ttl_seconds=settings.upload_link_ttl_seconds,
     )
     secret = _secret(settings)
-    contents = ContentStore(metadata, blobs, XorbCache())
-    ingest = XetIngest(metadata, blobs)
+    xorbs = XorbCache()
+    contents = ContentStore(metadata, blobs, xorbs)
+    ingest = XetIngest(metadata, blobs, xorbs)
     return Hub(
         settings=settings,
         metadata=metadata,

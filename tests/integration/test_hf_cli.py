@@ -1,7 +1,8 @@
 """The `hf` command line (upload, download, tags, whoami) against a live Kaiyuan.
 
 Every command runs in a subprocess with only HF_ENDPOINT / HF_TOKEN / a fresh HF_HOME, exactly as a
-user would set them; downloads are compared byte for byte with what was uploaded.
+user would set them (hf_xet installed and on); downloads are compared byte for byte with what was
+uploaded.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ class Cli:
     root: Path
 
     def __call__(self, *args: str, token: str | None = None) -> Result:
-        """Run `hf *args` with a fresh HF_HOME; `token` is exported as HF_TOKEN (None: none)."""
+        """Run `hf *args` with a fresh HF_HOME; `token` is exported as HF_TOKEN (None: none).
+
+        The client runs as installed: hf_xet on, so large files go up and down through Xet.
+        """
         home = self.root / f"home-{uuid.uuid4().hex[:8]}"
-        env = client_env(self.server.url, home, token, NO_COLOR="1", TERM="dumb")
+        env = client_env(self.server.url, home, token, xet=True, NO_COLOR="1", TERM="dumb")
         proc = subprocess.run(
             [hf_executable(), *args],
             env=env,

@@ -259,8 +259,8 @@ def _valid_shard() -> bytes:
         lambda s: s[:32] + struct.pack("<Q", 3) + s[40:],
         lambda s: s[:-1],
         lambda s: s + b"junk",
-        lambda s: s[:48 + 36] + struct.pack("<I", 10**9) + s[48 + 40 :],
-        lambda s: s[:48 + 32] + struct.pack("<I", 1 << 20) + s[48 + 36 :],
+        lambda s: s[: 48 + 36] + struct.pack("<I", 10**9) + s[48 + 40 :],
+        lambda s: s[: 48 + 32] + struct.pack("<I", 1 << 20) + s[48 + 36 :],
         lambda s: s[:48] + xetwire.BOOKEND[:32] + bytes(16) + s[48 + 48 :],
     ],
     ids=[

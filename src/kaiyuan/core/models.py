@@ -136,17 +136,29 @@ class ResolvedRevision:
 
 # --- Xet storage --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class XorbSpan:
+    """Chunks from index `first` on (up to the next span) lie back to back in one blob."""
+
+    first: int
+    blob_sha256: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredXorb:
-    """A xorb the hub holds: its chunks' hashes and ends, and the blob with the raw chunk bytes.
+    """A xorb the hub holds: its chunks' hashes and ends, and where the raw chunk bytes live.
 
     Hashes are raw 32-byte values; `xorb_hash` is its wire (hex) form. `chunk_ends[i]` is the
-    end offset of chunk i in the pack blob, which holds the uncompressed chunks back to back.
+    end of chunk i in the xorb's uncompressed data. The bytes are in blobs ("packs"): the xorb's
+    own pack for chunks new to the hub, and other xorbs' packs for chunks the hub already had.
     """
 
     xorb_hash: str
-    pack_sha256: str
     chunk_hashes: tuple[bytes, ...]
     chunk_ends: tuple[int, ...]
+    spans: tuple[XorbSpan, ...]
+    pack_sha256: str | None  # the blob this xorb added, None if every chunk was known
+    pack_bytes: int
 
     @property
     def raw_bytes(self) -> int:
@@ -154,6 +166,18 @@ class StoredXorb:
 
     def chunk_start(self, index: int) -> int:
         return self.chunk_ends[index - 1] if index else 0
+
+    def pieces(self, start: int, end: int) -> list[tuple[str, int, int]]:
+        """(blob, offset, length) pieces holding the xorb's uncompressed bytes [start, end)."""
+        found: list[tuple[str, int, int]] = []
+        for number, span in enumerate(self.spans):
+            span_start = self.chunk_start(span.first)
+            following = self.spans[number + 1].first if number + 1 < len(self.spans) else None
+            span_end = self.raw_bytes if following is None else self.chunk_start(following)
+            lo, hi = max(start, span_start), min(end, span_end)
+            if lo < hi:
+                found.append((span.blob_sha256, span.offset + lo - span_start, hi - lo))
+        return found
 
 
 @dataclass(frozen=True, slots=True)

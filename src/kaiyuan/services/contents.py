@@ -149,5 +149,8 @@ def clip(placed: list[Placed], start: int, end: int) -> list[Segment]:
         if lo >= hi:
             continue
         base = item.xorb.chunk_start(item.term.start) - term_start
-        segments.append(Segment(item.xorb.pack_sha256, base + lo, hi - lo))
+        segments.extend(
+            Segment(blob, offset, length)
+            for blob, offset, length in item.xorb.pieces(base + lo, base + hi)
+        )
     return segments

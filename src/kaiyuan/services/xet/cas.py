@@ -227,9 +227,13 @@ class CasService:
         return last - first + 1, self._stream_chunks(xorb, lo, hi + 1)
 
     def _stream_chunks(self, xorb: StoredXorb, lo: int, hi: int) -> Iterator[bytes]:
-        start = xorb.chunk_start(lo)
         pieces = self._contents.read_segments(
-            [Segment(xorb.pack_sha256, start, xorb.chunk_ends[hi - 1] - start)]
+            [
+                Segment(blob, offset, length)
+                for blob, offset, length in xorb.pieces(
+                    xorb.chunk_start(lo), xorb.chunk_ends[hi - 1]
+                )
+            ]
         )
         buffer = bytearray()
         index = lo

@@ -14,9 +14,10 @@ from kaiyuan.core.errors import IntegrityError
 from kaiyuan.core.models import StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import BlobStore, MetadataStore
 from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.contents import XorbCache
 from kaiyuan.services.xet import hashing
 from kaiyuan.services.xet.chunking import Chunker
-from kaiyuan.services.xet.packing import PackWriter
+from kaiyuan.services.xet.packing import XorbBuilder
 from kaiyuan.services.xet.xorbs import XorbParser
 
 _LOOKUP_WINDOW = 512  # chunks looked up in the index per query (~32 MiB of data)
@@ -47,9 +48,12 @@ class _Plan:
 
 
 class XetIngest:
-    def __init__(self, store: MetadataStore, blobs: BlobStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: MetadataStore, blobs: BlobStore, xorbs: XorbCache, clock: Clock = utc_now
+    ) -> None:
         self._store = store
         self._blobs = blobs
+        self._xorbs = xorbs
         self._clock = clock
 
     def receive_xorb(self, xorb_hex: str, pieces: Iterable[bytes]) -> bool:
@@ -66,16 +70,17 @@ class XetIngest:
                 pass
             return False
         parser = XorbParser()
-        pack = PackWriter(self._blobs)
+        assembly = _XorbAssembly(self._store, self._xorbs, XorbBuilder(self._blobs))
         try:
             for piece in pieces:
                 for chunk in parser.feed(piece):
-                    pack.add(chunk, hashing.chunk_hash(chunk))
+                    assembly.add(chunk)
             parser.finish()
-            _check_xorb_hash(pack, expected)
-            stored = pack.close()
+            assembly.flush()
+            _check_xorb_hash(assembly.builder, expected)
+            stored = assembly.builder.close()
         except BaseException:
-            pack.abort()
+            assembly.builder.abort()
             raise
         with self._store.session(write=True) as session:
             return session.add_xorb(stored, self._clock())
@@ -122,7 +127,42 @@ class XetIngest:
             self._blobs.delete(sha256)
 
 
-def _check_xorb_hash(pack: PackWriter, expected: bytes) -> None:
+class _XorbAssembly:
+    """A client's xorb chunk by chunk: chunks the hub holds are referenced, not stored again."""
+
+    def __init__(self, store: MetadataStore, xorbs: XorbCache, builder: XorbBuilder) -> None:
+        self._store = store
+        self._xorbs = xorbs
+        self.builder = builder
+        self._window: list[tuple[bytes, bytes]] = []
+        self._own: dict[bytes, int] = {}  # chunks this xorb stored itself, by hash
+
+    def add(self, chunk: bytes) -> None:
+        self._window.append((chunk, hashing.chunk_hash(chunk)))
+        if len(self._window) >= _LOOKUP_WINDOW:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._store.session() as session:
+            known = session.find_chunks(h for _, h in self._window if h not in self._own)
+            owners = self._xorbs.get_many(session, {name for name, _ in known.values()})
+        for chunk, chunk_hash in self._window:
+            if chunk_hash in self._own:
+                blob, offset = self.builder.own_offset(self._own[chunk_hash])
+                self.builder.add_known(chunk_hash, len(chunk), blob, offset)
+                continue
+            place = known.get(chunk_hash)
+            owner = owners.get(place[0]) if place else None
+            if place is not None and owner is not None:
+                pieces = owner.pieces(owner.chunk_start(place[1]), owner.chunk_ends[place[1]])
+                if len(pieces) == 1 and pieces[0][2] == len(chunk):
+                    self.builder.add_known(chunk_hash, len(chunk), pieces[0][0], pieces[0][1])
+                    continue
+            self._own[chunk_hash] = self.builder.add_new(chunk, chunk_hash)
+        self._window.clear()
+
+
+def _check_xorb_hash(pack: XorbBuilder, expected: bytes) -> None:
     actual = pack.xorb_hash()
     if actual != expected:
         raise IntegrityError(
@@ -139,7 +179,7 @@ class _BlobChunking:
         self.plan = _Plan()
         self.packs: list[StoredXorb] = []
         self._pending: dict[bytes, tuple[int, int]] = {}  # chunks already in this file's packs
-        self._pack = PackWriter(blobs)
+        self._pack = XorbBuilder(blobs)
         self._window: list[tuple[bytes, bytes]] = []
 
     def run(self, pieces: Iterable[bytes], sha256: str) -> int:
@@ -189,8 +229,8 @@ class _BlobChunking:
     def _store_new(self, chunk: bytes, chunk_hash: bytes) -> None:
         if not self._pack.has_room(len(chunk)):
             self.packs.append(self._pack.close())
-            self._pack = PackWriter(self._blobs)
-        index = self._pack.add(chunk, chunk_hash)
+            self._pack = XorbBuilder(self._blobs)
+        index = self._pack.add_new(chunk, chunk_hash)
         self._pending[chunk_hash] = (len(self.packs), index)
         self.plan.place(len(self.packs), index, chunk_hash, len(chunk))
         self.plan.new_bytes += len(chunk)

@@ -117,15 +117,19 @@ blobs = Table(
     Column("terms", LargeBinary, nullable=True),
 )
 
-# Xorbs: `chunks` holds 36 bytes per chunk (raw chunk hash + u32 end offset in the pack blob).
+# Xorbs: `chunks` holds 36 bytes per chunk (raw chunk hash + u32 end offset in the xorb's data);
+# `spans` 44 bytes per run of chunks stored together (u32 first chunk, raw blob sha256, u64
+# offset). `pack_sha256` is the blob this xorb added (NULL when all its chunks were known).
 xorbs = Table(
     "xorbs",
     metadata,
     Column("xorb_hash", String(64), primary_key=True),
-    Column("pack_sha256", String(64), nullable=False),
+    Column("pack_sha256", String(64), nullable=True, index=True),
+    Column("pack_bytes", BigInteger, nullable=False),
     Column("chunk_count", Integer, nullable=False),
     Column("raw_bytes", BigInteger, nullable=False),
     Column("chunks", LargeBinary, nullable=False),
+    Column("spans", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

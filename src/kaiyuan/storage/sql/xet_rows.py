@@ -9,11 +9,12 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 
 from kaiyuan.core.digests import xet_hex, xet_raw
-from kaiyuan.core.models import StoredXorb, XetFile, XetTerm
+from kaiyuan.core.models import StoredXorb, XetFile, XetTerm, XorbSpan
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.dialects import insert_ignoring_duplicates
 
 _CHUNK = struct.Struct("<32sI")
+_SPAN = struct.Struct("<I32sQ")
 _TERM = struct.Struct("<32sII")
 _BATCH = 500  # stays under every backend's bound-parameter limit
 
@@ -38,13 +39,19 @@ class XetRows:
         table = b"".join(
             _CHUNK.pack(h, end) for h, end in zip(xorb.chunk_hashes, xorb.chunk_ends, strict=True)
         )
+        spans = b"".join(
+            _SPAN.pack(span.first, bytes.fromhex(span.blob_sha256), span.offset)
+            for span in xorb.spans
+        )
         self._c.execute(
             insert(t.xorbs).values(
                 xorb_hash=xorb.xorb_hash,
                 pack_sha256=xorb.pack_sha256,
+                pack_bytes=xorb.pack_bytes,
                 chunk_count=len(xorb.chunk_hashes),
                 raw_bytes=xorb.raw_bytes,
                 chunks=table,
+                spans=spans,
                 created_at=now,
             )
         )
@@ -63,12 +70,24 @@ class XetRows:
         for batch in _batches(wanted):
             query = select(t.xorbs).where(t.xorbs.c.xorb_hash.in_(batch))
             for row in self._c.execute(query):
-                pairs = [_CHUNK.unpack_from(row.chunks, i) for i in range(0, len(row.chunks), 36)]
+                pairs = [
+                    _CHUNK.unpack_from(row.chunks, i)
+                    for i in range(0, len(row.chunks), _CHUNK.size)
+                ]
+                spans = tuple(
+                    XorbSpan(first, blob.hex(), offset)
+                    for first, blob, offset in (
+                        _SPAN.unpack_from(row.spans, i)
+                        for i in range(0, len(row.spans), _SPAN.size)
+                    )
+                )
                 found[row.xorb_hash] = StoredXorb(
                     row.xorb_hash,
-                    row.pack_sha256,
                     tuple(h for h, _ in pairs),
                     tuple(end for _, end in pairs),
+                    spans,
+                    row.pack_sha256,
+                    row.pack_bytes,
                 )
         return found
 

@@ -22,12 +22,15 @@ def upgrade() -> None:
     op.create_table(
         "xorbs",
         sa.Column("xorb_hash", sa.String(64), primary_key=True),
-        sa.Column("pack_sha256", sa.String(64), nullable=False),
+        sa.Column("pack_sha256", sa.String(64), nullable=True),
+        sa.Column("pack_bytes", sa.BigInteger, nullable=False),
         sa.Column("chunk_count", sa.Integer, nullable=False),
         sa.Column("raw_bytes", sa.BigInteger, nullable=False),
         sa.Column("chunks", sa.LargeBinary, nullable=False),
+        sa.Column("spans", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_index("ix_xorbs_pack_sha256", "xorbs", ["pack_sha256"])
     op.create_table(
         "xet_file_xorbs",
         sa.Column("xorb_hash", sa.String(64), primary_key=True),
