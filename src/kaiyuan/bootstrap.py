@@ -12,10 +12,12 @@ from kaiyuan.core.ports import BlobStore, MetadataStore
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
+from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
 from kaiyuan.services.uploads import UploadLimits, UploadService
+from kaiyuan.services.usage import UsageService
 from kaiyuan.services.xet.cas import CasService
 from kaiyuan.services.xet.ingest import XetIngest
 from kaiyuan.storage.blobs.fs import FsBlobStore
@@ -37,6 +39,8 @@ class Hub:
     contents: ContentStore
     xet_ingest: XetIngest
     cas: CasService
+    usage: UsageService
+    garbage: GarbageCollector
 
     def close(self) -> None:
         self.metadata.close()
@@ -80,6 +84,8 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         contents=contents,
         xet_ingest=ingest,
         cas=CasService(metadata, contents, secret, settings.xet_token_ttl_seconds),
+        usage=UsageService(metadata, contents),
+        garbage=GarbageCollector(metadata, blobs),
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -211,3 +213,49 @@ def test_plain_range_reads_match_the_file(
         assert answer.content == data[start : end + 1]
     answer = httpx.get(url, headers={**headers, "range": f"bytes={len(data)}-"})
     assert answer.status_code == 416
+
+
+def test_storage_accounting_api(server: ServerInfo, published: dict[str, object]) -> None:
+    suffix = published["suffix"]
+    headers = {"authorization": f"Bearer {server.alice}"}
+    base = httpx.get(f"{server.url}/api/storage/models/acme/base-{suffix}", headers=headers)
+    assert base.status_code == 200, base.text
+    assert base.json()["logicalBytes"] > 200_000_000
+    mine = httpx.get(f"{server.url}/api/storage/alice", headers=headers).json()
+    hub = httpx.get(f"{server.url}/api/storage", headers=headers).json()
+    # the derivatives share most bytes with the base: stored far below logical, hub-wide
+    assert hub["storedBytes"] < hub["logicalBytes"] * 0.6
+    assert hub["physicalBytes"] >= hub["storedBytes"]
+    assert mine["logicalBytes"] >= 2 * 200_000_000
+    assert httpx.get(f"{server.url}/api/storage").status_code == 401
+    bob = {"authorization": f"Bearer {server.bob}"}
+    assert httpx.get(f"{server.url}/api/storage/acme", headers=bob).status_code == 403
+
+
+def test_admin_storage_and_gc_commands(server: ServerInfo, published: dict[str, object]) -> None:
+    env = {**server.env}
+
+    def kaiyuan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kaiyuan", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    shown = kaiyuan("admin", "storage", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["scope"] == "hub"
+    assert report["stored_bytes"] < report["logical_bytes"]
+    repo = kaiyuan("admin", "storage", "--repo", f"acme/base-{published['suffix']}")
+    assert repo.returncode == 0, repo.stderr
+    assert "dedup_ratio" in repo.stdout
+    missing = kaiyuan("admin", "storage", "--repo", "acme/none")
+    assert missing.returncode == 3
+    dry = kaiyuan("admin", "gc", "--dry-run", "--grace-hours", "0")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would free")
+    assert json.loads(kaiyuan("admin", "storage", "--json").stdout) == report

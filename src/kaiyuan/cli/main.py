@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -144,6 +146,86 @@ def token_create(
     with _admin(data_dir) as hub:
         secret = hub.accounts.create_token(user, parse_scope(scope), name)
     sys.stdout.write(secret + "\n")
+
+
+_KIB = 1024
+
+
+def _size(value: int) -> str:
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < _KIB:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.2f} {unit}"
+        amount /= _KIB
+    return f"{amount:.2f} TiB"
+
+
+@admin.command("storage")
+def admin_storage(
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="One repository, NAMESPACE/NAME.")
+    ] = None,
+    repo_type: Annotated[str, typer.Option("--type", help="model or dataset")] = "model",
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Every repository of a user or org.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Logical bytes (what is held) vs stored bytes (what it occupies), hub-wide by default."""
+    from kaiyuan.core.ids import RepoId, RepoKind  # noqa: PLC0415
+
+    with _admin(data_dir) as hub:
+        if repo is not None:
+            usage = hub.usage.of_repo(RepoKind.parse(repo_type), RepoId.parse(repo))
+            rows: dict[str, object] = {"scope": f"{repo_type} {repo}"}
+        elif namespace is not None:
+            usage = hub.usage.of_namespace(namespace)
+            rows = {"scope": f"namespace {namespace}"}
+        else:
+            total = hub.usage.hub()
+            usage = total.held
+            rows = {
+                "scope": "hub",
+                "physical_bytes": total.physical_bytes,
+                "unreferenced_bytes": total.unreferenced_bytes,
+                **total.totals,
+            }
+    report: dict[str, object] = {
+        **rows,
+        "files": usage.files,
+        "logical_bytes": usage.logical_bytes,
+        "stored_bytes": usage.stored_bytes,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    ratio = usage.logical_bytes / usage.stored_bytes if usage.stored_bytes else 1.0
+    for key, value in report.items():
+        shown = _size(value) if key.endswith("_bytes") and isinstance(value, int) else value
+        sys.stdout.write(f"{key:20} {shown}\n")
+    sys.stdout.write(f"{'dedup_ratio':20} {ratio:.2f}x\n")
+
+
+@admin.command("gc")
+def admin_gc(
+    grace_hours: Annotated[
+        float,
+        typer.Option(help="Spare anything younger than this (uploads may be in flight)."),
+    ] = 24.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, delete nothing.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete content no repository holds, xorbs nothing reads and blobs nothing names."""
+    if grace_hours < 0:
+        _fail(errors.InvalidInputError("--grace-hours must not be negative"))
+    with _admin(data_dir) as hub:
+        report = hub.garbage.collect(timedelta(hours=grace_hours), dry_run=dry_run)
+    verb = "would free" if dry_run else "freed"
+    sys.stdout.write(
+        f"{verb} {_size(report.bytes_freed)} in {report.blobs} blobs; "
+        f"{report.contents} content records and {report.xorbs} xorbs unreferenced\n"
+    )
 
 
 def main() -> None:

@@ -181,6 +181,16 @@ class StoredXorb:
 
 
 @dataclass(frozen=True, slots=True)
+class XorbBrief:
+    """What garbage collection needs to know of a xorb: the blobs it reads, its age."""
+
+    xorb_hash: str
+    pack_sha256: str | None
+    blobs: frozenset[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class XetTerm:
     """Chunks [start, end) of one xorb, a contiguous piece of a file."""
 

@@ -20,6 +20,7 @@ from kaiyuan.core.models import (
     StoredXorb,
     TreeEntry,
     XetFile,
+    XorbBrief,
 )
 
 
@@ -51,6 +52,10 @@ class BlobStore(Protocol):
 
     def stat(self, sha256: str) -> BlobInfo:
         """Size of a stored blob; raises BlobNotFoundError."""
+        ...
+
+    def modified_at(self, sha256: str) -> float:
+        """When the blob was stored (unix seconds); garbage collection spares young blobs."""
         ...
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -155,6 +160,31 @@ class MetadataSession(Protocol):
     def get_xet_file(self, sha256: str) -> XetFile | None: ...
     def find_xet_file(self, file_hash: str) -> XetFile | None: ...
     def xet_hashes(self, sha256s: Iterable[str]) -> dict[str, str]: ...
+
+    # garbage collection
+    def lock_for_collection(self) -> None:
+        """Hold off other writers of content records until the transaction ends."""
+        ...
+
+    def content_ages(self) -> dict[str, tuple[datetime, bool]]:
+        """sha256 -> (recorded at, stored as Xet) for every content record."""
+        ...
+
+    def delete_contents(self, sha256s: Iterable[str]) -> None: ...
+    def xorbs_in_use(self) -> set[str]: ...
+    def xorb_briefs(self) -> list[XorbBrief]: ...
+    def delete_xorbs(self, xorb_hashes: Iterable[str]) -> None: ...
+
+    # storage accounting
+    def namespace_repo_pks(self, namespace: str) -> list[int]: ...
+    def repo_object_digests(self, repo_pks: Iterable[int] | None) -> set[str]:
+        """Contents held by these repositories (every repository when None)."""
+        ...
+
+    def contents(self, sha256s: Iterable[str]) -> dict[str, tuple[int, XetFile | None]]: ...
+    def storage_totals(self) -> dict[str, int]:
+        """Physical totals: xorbs, xorb_bytes, pack_bytes, chunks, whole_blobs(_bytes)."""
+        ...
 
 
 class MetadataStore(Protocol):

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from kaiyuan import __version__
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import HubError
+from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
 from kaiyuan.http.hfcompat.errors import handle_hub_error, handle_unexpected
@@ -19,6 +20,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.add_exception_handler(Exception, handle_unexpected)
     app.include_router(routes_repos.router)
     app.include_router(cas_routes.router)
+    app.include_router(storage_routes.router)
     # The catch-all routes come last: they match any path.
     app.include_router(dispatch.router)
     return app

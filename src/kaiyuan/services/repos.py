@@ -100,6 +100,7 @@ class RepoService:
                 raise RepoNotFoundError(f"namespace {repo_id.namespace!r} does not exist")
             repo = session.add_repo(kind, repo_id, private, now)
             session.add_blob(blob, now)
+            session.add_repo_object(repo.pk, blob.sha256)
             for tree_sha, entries in new_trees.items():
                 session.add_tree(tree_sha, entries)
             session.add_commit(repo, Commit(sha, root, (), message, message, author, now))

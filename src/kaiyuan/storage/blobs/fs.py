@@ -97,6 +97,12 @@ class FsBlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(f"blob {sha256} is not stored") from None
 
+    def modified_at(self, sha256: str) -> float:
+        try:
+            return self._path(sha256).stat().st_mtime
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} is not stored") from None
+
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         try:
             handle = self._path(sha256).open("rb")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,14 +55,24 @@ class _MemoryWriter:
 
 
 class _Sink:
-    def __init__(self, target: dict[str, bytes], key: str | None, lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        target: dict[str, bytes],
+        key: str | None,
+        lock: threading.Lock,
+        times: dict[str, float] | None = None,
+    ) -> None:
         self._target = target
         self._key = key
         self._lock = lock
+        self._times = times
 
     def __call__(self, info: BlobInfo, data: bytes) -> None:
         with self._lock:
-            self._target[self._key or info.sha256] = data
+            key = self._key or info.sha256
+            self._target[key] = data
+            if self._times is not None:
+                self._times[key] = time.time()
 
 
 class MemoryBlobStore:
@@ -69,11 +80,16 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._times: dict[str, float] = {}
         self._parts: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def writer(self) -> _MemoryWriter:
-        return _MemoryWriter(_Sink(self._blobs, None, self._lock))
+        return _MemoryWriter(_Sink(self._blobs, None, self._lock, self._times))
+
+    def modified_at(self, sha256: str) -> float:
+        self._get(sha256)
+        return self._times.get(sha256, 0.0)
 
     def exists(self, sha256: str) -> bool:
         return validate_sha256(sha256) in self._blobs

@@ -28,8 +28,9 @@ from kaiyuan.core.models import (
     TreeEntry,
 )
 from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.collection_rows import CollectionRows
 from kaiyuan.storage.sql.dialects import WRITE_FLAG, insert_ignoring_duplicates, make_engine
-from kaiyuan.storage.sql.xet_rows import XetRows
+from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 
 def _utc(value: datetime) -> datetime:
@@ -85,7 +86,7 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession(XetRows):
+class SqlSession(XetRows, UsageRows, CollectionRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine

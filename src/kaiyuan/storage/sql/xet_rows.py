@@ -6,9 +6,10 @@ import struct
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from kaiyuan.core.digests import xet_hex, xet_raw
+from kaiyuan.core.errors import ConflictError
 from kaiyuan.core.models import StoredXorb, XetFile, XetTerm, XorbSpan
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.dialects import insert_ignoring_duplicates
@@ -36,6 +37,9 @@ class XetRows:
             select(t.xorbs.c.xorb_hash).where(t.xorbs.c.xorb_hash == xorb.xorb_hash)
         ).first():
             return False
+        reused = {s.blob_sha256 for s in xorb.spans} - {xorb.pack_sha256}
+        if reused:
+            self._require_packs(reused)
         table = b"".join(
             _CHUNK.pack(h, end) for h, end in zip(xorb.chunk_hashes, xorb.chunk_ends, strict=True)
         )
@@ -63,6 +67,30 @@ class XetRows:
         for i in range(0, len(rows), _BATCH):
             self._c.execute(statement, rows[i : i + _BATCH])
         return True
+
+    def _require_packs(self, packs: set[str]) -> None:
+        # FOR SHARE (PostgreSQL): garbage collection cannot delete these until this commits.
+        query = (
+            select(t.xorbs.c.pack_sha256)
+            .where(t.xorbs.c.pack_sha256.in_(sorted(packs)))
+            .with_for_update(read=True)
+        )
+        found = {row.pack_sha256 for row in self._c.execute(query)}
+        if found != packs:
+            raise ConflictError("stored chunks this upload reuses were just collected; retry it")
+
+    def _require_xorbs(self, names: set[str]) -> None:
+        wanted = sorted(names)
+        found: set[str] = set()
+        for i in range(0, len(wanted), _BATCH):
+            query = (
+                select(t.xorbs.c.xorb_hash)
+                .where(t.xorbs.c.xorb_hash.in_(wanted[i : i + _BATCH]))
+                .with_for_update(read=True)
+            )
+            found.update(row.xorb_hash for row in self._c.execute(query))
+        if found != names:
+            raise ConflictError("xorbs this file reads were just collected; upload it again")
 
     def get_xorbs(self, xorb_hashes: Iterable[str]) -> dict[str, StoredXorb]:
         wanted = sorted(set(xorb_hashes))
@@ -104,6 +132,7 @@ class XetRows:
     def add_xet_file(self, file: XetFile, now: datetime) -> None:
         """Record content as Xet-stored; content already stored that way keeps its first form."""
         terms = b"".join(_TERM.pack(xet_raw(x.xorb_hash), x.start, x.end) for x in file.terms)
+        self._require_xorbs({x.xorb_hash for x in file.terms})
         row = self._c.execute(
             select(t.blobs.c.xet_hash).where(t.blobs.c.sha256 == file.sha256)
         ).first()
@@ -163,6 +192,63 @@ class XetRows:
             )
             found.update({row.sha256: row.xet_hash for row in self._c.execute(query)})
         return found
+
+
+class UsageRows:
+    """Queries behind storage accounting."""
+
+    _c: Connection
+
+    def namespace_repo_pks(self, namespace: str) -> list[int]:
+        query = select(t.repos.c.pk).where(t.repos.c.namespace == namespace)
+        return [row.pk for row in self._c.execute(query)]
+
+    def repo_object_digests(self, repo_pks: Iterable[int] | None) -> set[str]:
+        """Contents held by these repositories (every repository when None)."""
+        query = select(t.repo_objects.c.sha256).distinct()
+        if repo_pks is not None:
+            wanted = sorted(set(repo_pks))
+            if not wanted:
+                return set()
+            found: set[str] = set()
+            for i in range(0, len(wanted), _BATCH):
+                batch = query.where(t.repo_objects.c.repo_pk.in_(wanted[i : i + _BATCH]))
+                found.update(row.sha256 for row in self._c.execute(batch))
+            return found
+        return {row.sha256 for row in self._c.execute(query)}
+
+    def contents(self, sha256s: Iterable[str]) -> dict[str, tuple[int, XetFile | None]]:
+        """Size and (for Xet-stored content) the file record of each known content."""
+        wanted = sorted(set(sha256s))
+        found: dict[str, tuple[int, XetFile | None]] = {}
+        for batch in _batches(wanted):
+            for row in self._c.execute(select(t.blobs).where(t.blobs.c.sha256.in_(batch))):
+                found[row.sha256] = (row.size, _file(row) if row.xet_hash is not None else None)
+        return found
+
+    def storage_totals(self) -> dict[str, int]:
+        """Physical totals: xorbs, their logical and packed bytes, whole-blob contents."""
+        xorbs = self._c.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(t.xorbs.c.raw_bytes), 0),
+                func.coalesce(func.sum(t.xorbs.c.pack_bytes), 0),
+                func.coalesce(func.sum(t.xorbs.c.chunk_count), 0),
+            )
+        ).one()
+        whole = self._c.execute(
+            select(func.count(), func.coalesce(func.sum(t.blobs.c.size), 0)).where(
+                t.blobs.c.xet_hash.is_(None)
+            )
+        ).one()
+        return {
+            "xorbs": int(xorbs[0]),
+            "xorb_bytes": int(xorbs[1]),
+            "pack_bytes": int(xorbs[2]),
+            "chunks": int(xorbs[3]),
+            "whole_blobs": int(whole[0]),
+            "whole_blob_bytes": int(whole[1]),
+        }
 
 
 def _file(row: object) -> XetFile:

@@ -31,6 +31,24 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_xorbs_pack_sha256", "xorbs", ["pack_sha256"])
+    # Storage accounting and garbage collection read what a repository holds from
+    # repo_objects; record every file of every commit there (0001 left out each repository's
+    # first `.gitattributes`).
+    op.execute(
+        """
+        WITH RECURSIVE walk(repo_pk, tree_sha) AS (
+            SELECT repo_pk, tree FROM commits
+            UNION
+            SELECT w.repo_pk, e.oid FROM walk w
+            JOIN tree_entries e ON e.tree_sha = w.tree_sha WHERE e.is_dir
+        )
+        INSERT INTO repo_objects (repo_pk, sha256)
+        SELECT DISTINCT w.repo_pk, e.sha256 FROM walk w
+        JOIN tree_entries e ON e.tree_sha = w.tree_sha
+        WHERE NOT e.is_dir AND e.sha256 IS NOT NULL
+        ON CONFLICT DO NOTHING
+        """
+    )
     op.create_table(
         "xet_file_xorbs",
         sa.Column("xorb_hash", sa.String(64), primary_key=True),

@@ -1,0 +1,171 @@
+"""Xet storage over real backends (SQLite and PostgreSQL, local blobs): dedup, accounting, GC."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from datetime import timedelta
+
+import pytest
+
+from kaiyuan.bootstrap import Hub
+from kaiyuan.core.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BlobNotFoundError,
+    RepoNotFoundError,
+)
+from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.models import Principal, Scope
+from kaiyuan.services.repos import DEFAULT_GITATTRIBUTES
+from tests.support import xetwire
+from tests.support.hubs import HubFactory
+
+MODEL = RepoKind.MODEL
+MiB = 1 << 20
+
+
+@pytest.fixture
+def hub(hub_factory: HubFactory, backend: str) -> Hub:
+    built = hub_factory.make(backend)
+    built.accounts.create_user("alice")
+    built.accounts.create_user("bob")
+    built.accounts.create_org("acme", ["alice"])
+    return built
+
+
+def who(hub: Hub, user: str) -> Principal:
+    return hub.accounts.authenticate(hub.accounts.create_token(user, Scope.WRITE))
+
+
+def new_repo(hub: Hub, principal: Principal, name: str) -> RepoId:
+    repo_id = RepoId.parse(name)
+    hub.repos.create(principal, MODEL, repo_id, private=False)
+    return repo_id
+
+
+def xet_upload(hub: Hub, principal: Principal, repo_id: RepoId, data: bytes) -> xetwire.Upload:
+    """What hf_xet does: a xorb, then the shard naming the file."""
+    issued = hub.cas.issue_token(principal, MODEL, repo_id, "main", write=True)
+    grant = hub.cas.check_token(issued.token, write=True)
+    upload = xetwire.plan_upload(data)
+    hub.xet_ingest.receive_xorb(upload.xorb_hex, [upload.xorb])
+    hub.cas.register_shard(grant, upload.shard)
+    return upload
+
+
+def lfs_upload(hub: Hub, principal: Principal, repo_id: RepoId, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    (plan,) = hub.uploads.plan(principal, MODEL, repo_id, [(sha, len(data))])
+    assert plan.grant is not None
+    writer = hub.uploads.receiver(plan.grant)
+    writer.write(data)
+    hub.uploads.finish(plan.grant, writer)
+    return sha
+
+
+def read(hub: Hub, sha: str) -> bytes:
+    return b"".join(hub.contents.open(sha))
+
+
+@pytest.fixture
+def family() -> dict[str, bytes]:
+    rng = random.Random(5)
+    base = rng.randbytes(6 * MiB)
+    return {
+        "base": base,
+        "derived": base[: 2 * MiB] + rng.randbytes(300_000) + base[2 * MiB :],
+        "other": rng.randbytes(2 * MiB),
+    }
+
+
+def test_xet_and_lfs_uploads_share_chunks(hub: Hub, family: dict[str, bytes]) -> None:
+    alice = who(hub, "alice")
+    base_repo = new_repo(hub, alice, "acme/base")
+    tuned_repo = new_repo(hub, alice, "alice/tuned")
+    base = xet_upload(hub, alice, base_repo, family["base"])
+    after_base = hub.usage.hub()
+    derived = lfs_upload(hub, alice, tuned_repo, family["derived"])  # chunked on the server
+    after = hub.usage.hub()
+    assert read(hub, base.sha256) == family["base"]
+    assert read(hub, derived) == family["derived"]
+    added = after.physical_bytes - after_base.physical_bytes
+    assert added < 600_000, added  # the inserted 300 kB and the chunks around it
+    assert hub.blobs.exists(derived) is False  # the whole upload became chunks
+    # A client xorb that repeats known chunks stores only its new ones.
+    again = xet_upload(hub, alice, tuned_repo, family["derived"][: 4 * MiB] + b"tail")
+    assert hub.usage.hub().physical_bytes - after.physical_bytes < 200_000
+    assert read(hub, again.sha256) == family["derived"][: 4 * MiB] + b"tail"
+
+
+def test_usage_per_repo_namespace_and_hub(hub: Hub, family: dict[str, bytes]) -> None:
+    alice, bob = who(hub, "alice"), who(hub, "bob")
+    base_repo = new_repo(hub, alice, "acme/base")
+    tuned_repo = new_repo(hub, alice, "alice/tuned")
+    xet_upload(hub, alice, base_repo, family["base"])
+    xet_upload(hub, alice, tuned_repo, family["derived"])
+    base = hub.usage.repo(alice, MODEL, base_repo)
+    tuned = hub.usage.repo(alice, MODEL, tuned_repo)
+    assert base.files == 2  # the weights and the initial .gitattributes
+    assert len(family["base"]) < base.logical_bytes < len(family["base"]) + 2000
+    assert base.stored_bytes <= base.logical_bytes
+    assert tuned.logical_bytes >= len(family["derived"])
+    total = hub.usage.hub()
+    shared = len(DEFAULT_GITATTRIBUTES)  # both repositories hold the same .gitattributes
+    assert total.held.logical_bytes == base.logical_bytes + tuned.logical_bytes - shared
+    # shared chunks are stored once: the hub needs far less than the two repos alone
+    assert total.held.stored_bytes < base.stored_bytes + tuned.stored_bytes - 5 * MiB
+    assert hub.usage.namespace(alice, "acme").logical_bytes == base.logical_bytes
+    with pytest.raises(AccessDeniedError):
+        hub.usage.namespace(bob, "acme")
+    with pytest.raises(AuthenticationError):
+        hub.usage.namespace(Principal(), "acme")
+    hub.repos.set_private(alice, MODEL, tuned_repo, True)
+    with pytest.raises(RepoNotFoundError):
+        hub.usage.repo(bob, MODEL, tuned_repo)
+
+
+def test_gc_keeps_what_repositories_hold_and_frees_the_rest(
+    hub: Hub, family: dict[str, bytes]
+) -> None:
+    alice = who(hub, "alice")
+    base_repo = new_repo(hub, alice, "acme/base")
+    other_repo = new_repo(hub, alice, "alice/other")
+    tuned_repo = new_repo(hub, alice, "alice/tuned")
+    base = xet_upload(hub, alice, base_repo, family["base"])
+    other = lfs_upload(hub, alice, other_repo, family["other"])
+    tuned = xet_upload(hub, alice, tuned_repo, family["derived"])
+    before = hub.usage.hub()
+    # Nothing is garbage yet, and young data is never touched.
+    assert hub.garbage.collect(timedelta(0)).bytes_freed == 0
+    hub.repos.delete(alice, MODEL, other_repo)
+    hub.repos.delete(alice, MODEL, tuned_repo)
+    young = hub.garbage.collect(timedelta(hours=1))
+    assert (young.contents, young.xorbs, young.blobs) == (0, 0, 0)
+    dry = hub.garbage.collect(timedelta(0), dry_run=True)
+    assert dry.bytes_freed > 2 * MiB
+    assert hub.usage.hub().physical_bytes == before.physical_bytes  # nothing deleted
+    done = hub.garbage.collect(timedelta(0))
+    assert done.bytes_freed == dry.bytes_freed
+    assert done.contents >= 2
+    after = hub.usage.hub()
+    assert after.physical_bytes == before.physical_bytes - done.bytes_freed
+    assert after.unreferenced_bytes == 0
+    # The base is intact, though the deleted derivative shared most of its chunks.
+    assert read(hub, base.sha256) == family["base"]
+    for gone in (other, tuned.sha256):
+        with pytest.raises(BlobNotFoundError):
+            read(hub, gone)
+    assert hub.garbage.collect(timedelta(0)).bytes_freed == 0  # idempotent
+
+
+def test_gc_removes_orphan_blobs_only_when_old(hub: Hub) -> None:
+    writer = hub.blobs.writer()
+    writer.write(os.urandom(1000))
+    orphan = writer.commit().sha256
+    assert hub.garbage.collect(timedelta(hours=1)).blobs == 0
+    assert hub.blobs.exists(orphan)
+    report = hub.garbage.collect(timedelta(0))
+    assert report.blob_digests == [orphan]
+    assert not hub.blobs.exists(orphan)
