@@ -30,6 +30,7 @@ os.environ.pop("HF_TOKEN", None)
 
 from tests.support.hubs import HubFactory, ServerInfo, start_server  # noqa: E402
 from tests.support.postgres import PostgresCluster, find_postgres_bin  # noqa: E402
+from tests.support.seaweed import SeaweedServer, find_weed  # noqa: E402
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -47,6 +48,22 @@ def postgres() -> Iterator[PostgresCluster | None]:
             yield cluster
         finally:
             cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedServer | None]:
+    """A SeaweedFS S3 gateway for the session, or None when `weed` is not installed."""
+    weed = find_weed()
+    if weed is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="kaiyuan-weed-") as root:
+        server = SeaweedServer(weed, Path(root))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

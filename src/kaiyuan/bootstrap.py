@@ -51,8 +51,26 @@ def build_hub(settings: Settings, *, migrate: bool = True) -> Hub:
     metadata = SqlMetadataStore(settings.effective_database_url)
     if migrate:
         metadata.migrate()
-    blobs = FsBlobStore(settings.effective_blob_dir, fsync=settings.fsync)
-    return assemble(settings, metadata, blobs)
+    return assemble(settings, metadata, _blob_store(settings))
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_backend == "local":
+        return FsBlobStore(settings.effective_blob_dir, fsync=settings.fsync)
+    from kaiyuan.storage.blobs.s3 import S3BlobStore  # noqa: PLC0415 - boto3 only when asked
+
+    secret = settings.s3_secret_access_key
+    store = S3BlobStore(
+        bucket=settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret.get_secret_value() if secret is not None else None,
+        prefix=settings.s3_prefix,
+        staging=settings.data_dir / "staging",
+    )
+    store.ensure_bucket()
+    return store
 
 
 def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> Hub:

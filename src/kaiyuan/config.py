@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,27 @@ class Settings(BaseSettings):
     blob_dir: Path | None = Field(
         default=None,
         description="Directory of the content-addressed blob store; default data_dir/blobs.",
+    )
+    blob_backend: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where blobs (xorb packs and small files) live: `local` (blob_dir) or `s3` "
+        "(an S3-compatible object store, configured by the s3_* settings).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of the S3-compatible store (e.g. http://127.0.0.1:8333 for "
+        "SeaweedFS); default: AWS.",
+    )
+    s3_bucket: str = Field(
+        default="kaiyuan", description="Bucket for blobs; created at start-up when missing."
+    )
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket (e.g. `hub1/`).")
+    s3_region: str | None = Field(default=None, description="Region of the bucket.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key; default: boto3's usual credential sources."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret key that goes with s3_access_key_id."
     )
     host: str = Field(default="127.0.0.1", description="Address `kaiyuan serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `kaiyuan serve` listens on.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import lz4.frame  # type: ignore[import-untyped]
+import lz4.frame
 import numpy as np
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
