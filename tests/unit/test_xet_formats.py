@@ -9,12 +9,13 @@ from pathlib import Path
 
 import hf_xet
 import lz4.frame
+import numpy as np
 import pytest
 
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.services.xet import hashing, shards
 from kaiyuan.services.xet.chunking import MAX_CHUNK, MIN_CHUNK, TABLE, Chunker, chunk_bytes
-from kaiyuan.services.xet.xorbs import XorbParser, encode_header
+from kaiyuan.services.xet.xorbs import XorbParser, compress_chunk, decode_records, encode_header
 from tests.support import xetwire
 
 MASK = 0xFFFF000000000000
@@ -124,7 +125,7 @@ def parse_xorb(body: bytes, piece: int = 10_000) -> list[bytes]:
     parser = XorbParser()
     out: list[bytes] = []
     for i in range(0, len(body), piece):
-        out.extend(parser.feed(body[i : i + piece]))
+        out.extend(chunk.raw for chunk in parser.feed(body[i : i + piece]))
     parser.finish()
     return out
 
@@ -132,7 +133,19 @@ def parse_xorb(body: bytes, piece: int = 10_000) -> list[bytes]:
 @pytest.mark.parametrize("scheme", [0, 1, 2])
 def test_xorb_round_trip_for_every_compression_scheme(scheme: int) -> None:
     chunks = chunk_bytes(os.urandom(400_000) + bytes(200_003))
-    assert parse_xorb(xetwire.serialize_xorb(chunks, scheme)) == chunks
+    body = xetwire.serialize_xorb(chunks, scheme)
+    assert parse_xorb(body) == chunks
+    assert list(decode_records([body[:1000], body[1000:]])) == chunks  # stored records read back
+
+
+def test_compression_keeps_only_what_pays() -> None:
+    weights = (np.random.default_rng(1).standard_normal(32_768) * 0.02).astype(np.float32)
+    bf16 = (weights.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    record = compress_chunk(bf16)
+    assert record is not None
+    assert len(record) < 0.9 * len(bf16)
+    assert list(decode_records([record])) == [bf16]
+    assert compress_chunk(os.urandom(65_536)) is None  # random bytes stay raw
 
 
 def test_a_footer_after_the_chunks_is_ignored() -> None:
@@ -162,6 +175,7 @@ def header(stored: int, scheme: int, raw: int, version: int = 0) -> bytes:
         (xetwire.chunk_record(b"abc")[:-1], InvalidInputError),
         (header(3, 0, 3, version=1) + b"abc", InvalidInputError),
         (header(3, 9, 3) + b"abc", InvalidInputError),
+        (header(3, 0x80, 3) + b"abc", InvalidInputError),  # the hub's own scheme, not a client's
         (header(3, 0, 4) + b"abc", InvalidInputError),  # uncompressed sizes disagree
         (header(0, 1, 3), InvalidInputError),
         (header(3, 0, 0) + b"abc", InvalidInputError),
@@ -175,6 +189,7 @@ def header(stored: int, scheme: int, raw: int, version: int = 0) -> bytes:
         "cut-short",
         "version",
         "scheme",
+        "hub-scheme",
         "size-mismatch",
         "zero-stored",
         "zero-raw",

@@ -7,6 +7,7 @@ import os
 import random
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from kaiyuan.bootstrap import Hub
@@ -19,6 +20,7 @@ from kaiyuan.core.errors import (
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import Principal, Scope
 from kaiyuan.services.repos import DEFAULT_GITATTRIBUTES
+from kaiyuan.services.xet.xorbs import decode_records
 from tests.support import xetwire
 from tests.support.hubs import HubFactory
 
@@ -169,3 +171,45 @@ def test_gc_removes_orphan_blobs_only_when_old(hub: Hub) -> None:
     report = hub.garbage.collect(timedelta(0))
     assert report.blob_digests == [orphan]
     assert not hub.blobs.exists(orphan)
+
+
+def bf16_weights(count: int, seed: int) -> bytes:
+    values = np.random.default_rng(seed).standard_normal(count, dtype=np.float32) * 0.02
+    return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+
+
+def test_compressible_chunks_are_stored_compressed_and_read_back(hub: Hub) -> None:
+    alice = who(hub, "alice")
+    repo = new_repo(hub, alice, "alice/bf16")
+    weights = bf16_weights(2_000_000, 3)  # 4 MB of bf16: byte grouping + LZ4 pays
+    sha = lfs_upload(hub, alice, repo, weights)
+    stored = hub.usage.hub().physical_bytes
+    assert stored < 0.92 * len(weights), stored
+    assert read(hub, sha) == weights
+    rng = random.Random(4)
+    for _ in range(20):
+        start = rng.randrange(len(weights))
+        end = min(len(weights), start + rng.randrange(1, 300_000))
+        assert b"".join(hub.contents.open(sha, start, end)) == weights[start:end]
+    assert hub.contents.local_segments(hub.contents.segments(sha)) is None  # decoded, not sent
+    # A client's compressed xorb for a derivative reuses the stored (compressed) chunks.
+    derived = weights[:1_500_000] + bf16_weights(50_000, 9) + weights[1_500_000:]
+    upload = xet_upload(hub, alice, repo, derived)
+    assert hub.usage.hub().physical_bytes - stored < 400_000
+    assert read(hub, upload.sha256) == derived
+    issued = hub.cas.issue_token(alice, MODEL, repo, "main", write=False)
+    grant = hub.cas.check_token(issued.token, write=False)
+    answer = hub.cas.reconstruction(grant, upload.file_hex, None)
+    assert answer is not None
+    out = bytearray()
+    for term, _ in answer.terms:
+        fetch = next(
+            f for f in answer.fetches if f.xorb_hash == term.xorb_hash and f.start == term.start
+        )
+        expires = grant.expires
+        signature = hub.cas.fetch_signature(fetch, expires)
+        _, body = hub.cas.read_xorb_range(
+            fetch.xorb_hash, fetch.first, fetch.last, expires, signature
+        )
+        out += b"".join(decode_records(body))
+    assert bytes(out) == derived

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from kaiyuan.core.ids import RepoId, RepoKind
 
@@ -135,6 +136,14 @@ class ResolvedRevision:
 
 
 # --- Xet storage --------------------------------------------------------------------------------
+class Codec(IntEnum):
+    """How a span of chunks is stored."""
+
+    RAW = 0  # the chunks' bytes
+    XET = 1  # Xet chunk records (header + LZ4 / byte-grouped LZ4) as clients send them
+    HUB = 2  # the hub's own records (header + byte-grouped zstd): smaller, decoded to serve
+
+
 @dataclass(frozen=True, slots=True)
 class XorbSpan:
     """Chunks from index `first` on (up to the next span) lie back to back in one blob."""
@@ -142,20 +151,39 @@ class XorbSpan:
     first: int
     blob_sha256: str
     offset: int
+    codec: Codec = Codec.RAW
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Where some of a xorb's bytes are: `length` bytes at `offset` of a blob.
+
+    For an encoded piece those bytes are whole chunk records; decoded, the wanted bytes start
+    `skip` bytes in and run for `take` bytes. For a raw piece they are the wanted bytes.
+    """
+
+    blob_sha256: str
+    offset: int
+    length: int
+    encoded: bool = False
+    skip: int = 0
+    take: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class StoredXorb:
-    """A xorb the hub holds: its chunks' hashes and ends, and where the raw chunk bytes live.
+    """A xorb the hub holds: its chunks' hashes and sizes, and where their bytes live.
 
     Hashes are raw 32-byte values; `xorb_hash` is its wire (hex) form. `chunk_ends[i]` is the
-    end of chunk i in the xorb's uncompressed data. The bytes are in blobs ("packs"): the xorb's
-    own pack for chunks new to the hub, and other xorbs' packs for chunks the hub already had.
+    end of chunk i in the xorb's uncompressed data and `stored_ends[i]` the end of what chunk i
+    occupies in storage (its raw bytes, or its record when encoded). The bytes are in blobs
+    ("packs"): the xorb's own pack for chunks new to the hub, others' packs for known chunks.
     """
 
     xorb_hash: str
     chunk_hashes: tuple[bytes, ...]
     chunk_ends: tuple[int, ...]
+    stored_ends: tuple[int, ...]
     spans: tuple[XorbSpan, ...]
     pack_sha256: str | None  # the blob this xorb added, None if every chunk was known
     pack_bytes: int
@@ -167,17 +195,56 @@ class StoredXorb:
     def chunk_start(self, index: int) -> int:
         return self.chunk_ends[index - 1] if index else 0
 
-    def pieces(self, start: int, end: int) -> list[tuple[str, int, int]]:
-        """(blob, offset, length) pieces holding the xorb's uncompressed bytes [start, end)."""
-        found: list[tuple[str, int, int]] = []
+    def stored_start(self, index: int) -> int:
+        return self.stored_ends[index - 1] if index else 0
+
+    def span_of(self, index: int) -> tuple[XorbSpan, int]:
+        """The span holding chunk `index`, and the chunk's offset in that span's blob."""
+        position = bisect_right([s.first for s in self.spans], index) - 1
+        span = self.spans[position]
+        return span, span.offset + self.stored_start(index) - self.stored_start(span.first)
+
+    def served_sizes(self) -> list[int]:
+        """Bytes each chunk takes when served in the xorb format (raw chunks get a header)."""
+        sizes = [self.stored_ends[i] - self.stored_start(i) for i in range(len(self.chunk_ends))]
         for number, span in enumerate(self.spans):
+            if span.codec is Codec.XET:
+                continue  # records go out as stored
+            stop = self.spans[number + 1].first if number + 1 < len(self.spans) else len(sizes)
+            for i in range(span.first, stop):
+                sizes[i] = CHUNK_HEADER_BYTES + self.chunk_ends[i] - self.chunk_start(i)
+        return sizes
+
+    def pieces(self, start: int, end: int) -> list[Piece]:
+        """Where the xorb's uncompressed bytes [start, end) are stored."""
+        found: list[Piece] = []
+        for number, span in enumerate(self.spans):
+            stop = self.spans[number + 1].first if number + 1 < len(self.spans) else None
             span_start = self.chunk_start(span.first)
-            following = self.spans[number + 1].first if number + 1 < len(self.spans) else None
-            span_end = self.raw_bytes if following is None else self.chunk_start(following)
+            span_end = self.raw_bytes if stop is None else self.chunk_start(stop)
             lo, hi = max(start, span_start), min(end, span_end)
-            if lo < hi:
-                found.append((span.blob_sha256, span.offset + lo - span_start, hi - lo))
+            if lo >= hi:
+                continue
+            if span.codec is Codec.RAW:
+                found.append(Piece(span.blob_sha256, span.offset + lo - span_start, hi - lo))
+                continue
+            first = bisect_right(self.chunk_ends, lo)
+            last = bisect_left(self.chunk_ends, hi)
+            base = span.offset - self.stored_start(span.first)
+            found.append(
+                Piece(
+                    span.blob_sha256,
+                    base + self.stored_start(first),
+                    self.stored_ends[last] - self.stored_start(first),
+                    encoded=True,
+                    skip=lo - self.chunk_start(first),
+                    take=hi - lo,
+                )
+            )
         return found
+
+
+CHUNK_HEADER_BYTES = 8
 
 
 @dataclass(frozen=True, slots=True)

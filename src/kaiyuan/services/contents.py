@@ -16,17 +16,25 @@ from threading import Lock
 from kaiyuan.core.errors import BlobNotFoundError, IntegrityError
 from kaiyuan.core.models import BlobInfo, StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
+from kaiyuan.services.xet.xorbs import decode_records
 
 _XORB_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """`length` bytes at `offset` of the blob `blob_sha256`."""
+    """`length` bytes at `offset` of the blob `blob_sha256`.
+
+    An encoded segment holds compressed chunk records: decoded, the content's bytes start
+    `skip` bytes in and run for `take` bytes.
+    """
 
     blob_sha256: str
     offset: int
     length: int
+    encoded: bool = False
+    skip: int = 0
+    take: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +129,23 @@ class ContentStore:
 
     def read_segments(self, segments: list[Segment]) -> Iterator[bytes]:
         for segment in segments:
-            yield from self._blobs.read(
+            stored = self._blobs.read(
                 segment.blob_sha256, segment.offset, segment.offset + segment.length
             )
+            if segment.encoded:
+                yield from _window(decode_records(stored), segment.skip, segment.take)
+            else:
+                yield from stored
 
     def local_segments(self, segments: list[Segment]) -> list[tuple[Path, int, int]] | None:
-        """Local files for every segment (for zero-copy sending), or None if any is remote."""
+        """Local files for every segment (to send them zero-copy).
+
+        None when any segment is remote or compressed.
+        """
         result = []
         for segment in segments:
+            if segment.encoded:
+                return None
             path = self._blobs.local_path(segment.blob_sha256)
             if path is None:
                 return None
@@ -150,7 +167,21 @@ def clip(placed: list[Placed], start: int, end: int) -> list[Segment]:
             continue
         base = item.xorb.chunk_start(item.term.start) - term_start
         segments.extend(
-            Segment(blob, offset, length)
-            for blob, offset, length in item.xorb.pieces(base + lo, base + hi)
+            Segment(p.blob_sha256, p.offset, p.length, p.encoded, p.skip, p.take)
+            for p in item.xorb.pieces(base + lo, base + hi)
         )
     return segments
+
+
+def _window(chunks: Iterator[bytes], skip: int, take: int) -> Iterator[bytes]:
+    """Bytes [skip, skip + take) of a stream of chunks."""
+    for chunk in chunks:
+        if take <= 0:
+            return
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        piece = chunk[skip : skip + take]
+        skip = 0
+        take -= len(piece)
+        yield piece

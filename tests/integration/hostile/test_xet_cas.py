@@ -15,6 +15,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from kaiyuan.services.xet import hashing
+from kaiyuan.services.xet.xorbs import decode_records
 from tests.support import xetwire
 from tests.support.hostile import Target, assert_log_clean, auth, refused, staging_files
 from tests.support.hubs import ServerInfo
@@ -241,8 +242,8 @@ def test_reconstruction_and_signed_xorb_links(
     span = fetch["url_range"]
     got = httpx.get(fetch["url"], headers={"Range": f"bytes={span['start']}-{span['end']}"})
     assert got.status_code == 206
-    # the hub serves its stored form: every chunk uncompressed, same bytes as uploaded
-    assert b"".join(_chunks(got.content)) == uploaded.data
+    # the hub serves chunks in the xorb format: they decode to the bytes uploaded
+    assert b"".join(decode_records([got.content])) == uploaded.data
     parts = urlsplit(fetch["url"])
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     tampered = {**query, "last": str(int(query["last"]) - 1)}
@@ -258,16 +259,6 @@ def test_reconstruction_and_signed_xorb_links(
     middle = {**headers, "Range": "bytes=100000-100099"}
     partial = httpx.get(f"{url}/v1/reconstructions/{uploaded.file_hex}", headers=middle).json()
     assert partial["offset_into_first_range"] > 0
-
-
-def _chunks(data: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(data):
-        stored = int.from_bytes(data[pos + 1 : pos + 4], "little")
-        assert data[pos + 4] == 0  # served uncompressed
-        out.append(data[pos + 8 : pos + 8 + stored])
-        pos += 8 + stored
-    return out
 
 
 def test_dedup_query(server: ServerInfo, private_repo: Target, uploaded: xetwire.Upload) -> None:

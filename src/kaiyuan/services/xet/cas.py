@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,15 +24,16 @@ from kaiyuan.core.errors import (
     InvalidInputError,
 )
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.core.models import Principal, StoredXorb, XetFile, XetTerm
+from kaiyuan.core.models import Codec, Principal, StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import MetadataStore
 from kaiyuan.services import access, revisions
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore, Placed, Segment, clip
 from kaiyuan.services.xet import hashing, shards
-from kaiyuan.services.xet.xorbs import HEADER_BYTES, encode_header
+from kaiyuan.services.xet.xorbs import decode_records, encode_header
 
 DEDUP_KEY_TTL = 7 * 24 * 3600
+_SEND_PIECE = 4 << 20
 DEDUP_XORBS = 64  # at most ~4 GiB of neighbouring data per answer
 
 
@@ -180,6 +183,7 @@ class CasService:
         terms: list[tuple[XetTerm, int]] = []
         fetches: dict[tuple[str, int, int], FetchRange] = {}
         offset_into_first = 0
+        offsets: dict[str, list[int]] = {}
         for item in placed:
             if item.file_offset + item.length <= start or item.file_offset >= end:
                 continue
@@ -191,12 +195,9 @@ class CasService:
             terms.append((term, length))
             key = (term.xorb_hash, first, last)
             if key not in fetches:
+                served = offsets.setdefault(term.xorb_hash, _served_offsets(item.xorb))
                 fetches[key] = FetchRange(
-                    term.xorb_hash,
-                    first,
-                    last,
-                    _serialized_offset(item.xorb, first),
-                    _serialized_offset(item.xorb, last) - 1,
+                    term.xorb_hash, first, last, served[first], served[last] - 1
                 )
         return Reconstruction(offset_into_first, terms, list(fetches.values()))
 
@@ -217,42 +218,37 @@ class CasService:
             xorb = self._contents.xorbs.get_many(session, [xorb_hex]).get(xorb_hex)
         if xorb is None:
             raise BlobNotFoundError(f"xorb {xorb_hex} is not stored")
-        count = len(xorb.chunk_ends)
-        lo = _chunk_at(xorb, first)
-        hi = _chunk_at(xorb, last)
-        if lo is None or hi is None or _serialized_offset(xorb, lo) != first:
+        served = _served_offsets(xorb)
+        lo = bisect_left(served, first)
+        hi = bisect_left(served, last + 1)
+        if lo >= len(served) - 1 or served[lo] != first:
             raise InvalidInputError("the range does not start on a chunk of this xorb")
-        if _serialized_offset(xorb, hi + 1) - 1 != last or hi >= count:
+        if hi >= len(served) or served[hi] != last + 1:
             raise InvalidInputError("the range does not end on a chunk of this xorb")
-        return last - first + 1, self._stream_chunks(xorb, lo, hi + 1)
+        return last - first + 1, self._stream_chunks(xorb, lo, hi)
 
     def _stream_chunks(self, xorb: StoredXorb, lo: int, hi: int) -> Iterator[bytes]:
-        pieces = self._contents.read_segments(
-            [
-                Segment(blob, offset, length)
-                for blob, offset, length in xorb.pieces(
-                    xorb.chunk_start(lo), xorb.chunk_ends[hi - 1]
-                )
-            ]
-        )
-        buffer = bytearray()
-        index = lo
-        out = bytearray()
-        for piece in pieces:
-            buffer += piece
-            while index < hi:
-                length = xorb.chunk_ends[index] - xorb.chunk_start(index)
-                if len(buffer) < length:
-                    break
-                out += encode_header(length)
-                out += buffer[:length]
-                del buffer[:length]
-                index += 1
-                if len(out) >= 4 << 20:
-                    yield bytes(out)
-                    out.clear()
-        if out:
-            yield bytes(out)
+        """Chunks [lo, hi) in the xorb format.
+
+        Stored records go out as they are; raw chunks get a header put in front.
+        """
+        count = len(xorb.chunk_ends)
+        for number, span in enumerate(xorb.spans):
+            stop = xorb.spans[number + 1].first if number + 1 < len(xorb.spans) else count
+            first, last = max(lo, span.first), min(hi, stop)
+            if first >= last:
+                continue
+            base = span.offset - xorb.stored_start(span.first)
+            start = xorb.stored_start(first)
+            segment = Segment(span.blob_sha256, base + start, xorb.stored_ends[last - 1] - start)
+            stored = self._contents.read_segments([segment])
+            if span.codec is Codec.XET:
+                yield from stored  # records in the format clients read
+                continue
+            if span.codec is Codec.HUB:
+                stored = decode_records(stored)  # the hub's own compression: send raw
+            sizes = [xorb.chunk_ends[i] - xorb.chunk_start(i) for i in range(first, last)]
+            yield from _with_headers(stored, sizes)
 
     # --- global dedup ------------------------------------------------------------------------
     def dedup_answer(self, grant: CasGrant, chunk_hex: str) -> bytes | None:
@@ -282,20 +278,30 @@ def _keyed_listing(xorb: StoredXorb, key: bytes) -> shards.XorbRecord:
     return shards.XorbRecord(hashing.from_hex(xorb.xorb_hash), chunks)
 
 
-def _serialized_offset(xorb: StoredXorb, index: int) -> int:
-    return xorb.chunk_start(index) + HEADER_BYTES * index if index else 0
+def _served_offsets(xorb: StoredXorb) -> list[int]:
+    """Where each chunk starts when the xorb is served; one more entry for the end."""
+    return [0, *itertools.accumulate(xorb.served_sizes())]
 
 
-def _chunk_at(xorb: StoredXorb, serialized: int) -> int | None:
-    """The chunk whose serialized bytes contain offset `serialized`."""
-    lo, hi = 0, len(xorb.chunk_ends)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _serialized_offset(xorb, mid + 1) <= serialized:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < len(xorb.chunk_ends) else None
+def _with_headers(pieces: Iterator[bytes], sizes: list[int]) -> Iterator[bytes]:
+    """Raw chunks of the given sizes, each with an uncompressed-chunk header, in ~4 MiB writes."""
+    buffer = bytearray()
+    out = bytearray()
+    index = 0
+    for piece in pieces:
+        buffer += piece
+        start = 0
+        while index < len(sizes) and len(buffer) - start >= sizes[index]:
+            out += encode_header(sizes[index])
+            out += buffer[start : start + sizes[index]]
+            start += sizes[index]
+            index += 1
+        del buffer[:start]
+        if len(out) >= _SEND_PIECE:
+            yield bytes(out)
+            out.clear()
+    if out:
+        yield bytes(out)
 
 
 def _chunk_span(item: Placed, start: int, end: int) -> tuple[int, int, int]:

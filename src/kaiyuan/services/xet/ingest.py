@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kaiyuan.core.errors import IntegrityError
-from kaiyuan.core.models import StoredXorb, XetFile, XetTerm
+from kaiyuan.core.models import Codec, StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import BlobStore, MetadataStore
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import XorbCache
 from kaiyuan.services.xet import hashing
 from kaiyuan.services.xet.chunking import Chunker
-from kaiyuan.services.xet.packing import XorbBuilder
-from kaiyuan.services.xet.xorbs import XorbParser
+from kaiyuan.services.xet.packing import XorbBuilder, place_in
+from kaiyuan.services.xet.xorbs import XorbParser, compress_chunk
 
 _LOOKUP_WINDOW = 512  # chunks looked up in the index per query (~32 MiB of data)
 
@@ -49,11 +49,18 @@ class _Plan:
 
 class XetIngest:
     def __init__(
-        self, store: MetadataStore, blobs: BlobStore, xorbs: XorbCache, clock: Clock = utc_now
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        xorbs: XorbCache,
+        *,
+        compress: bool = True,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._blobs = blobs
         self._xorbs = xorbs
+        self._compress = compress
         self._clock = clock
 
     def receive_xorb(self, xorb_hex: str, pieces: Iterable[bytes]) -> bool:
@@ -70,11 +77,14 @@ class XetIngest:
                 pass
             return False
         parser = XorbParser()
-        assembly = _XorbAssembly(self._store, self._xorbs, XorbBuilder(self._blobs))
+        assembly = _XorbAssembly(
+            self._store, self._xorbs, XorbBuilder(self._blobs), ChunkCompressor(self._compress)
+        )
         try:
             for piece in pieces:
                 for chunk in parser.feed(piece):
-                    assembly.add(chunk)
+                    client = chunk.record if chunk.compressed else None
+                    assembly.add(chunk.raw, client)
             parser.finish()
             assembly.flush()
             _check_xorb_hash(assembly.builder, expected)
@@ -97,7 +107,7 @@ class XetIngest:
         if existing is not None:
             self._drop_whole(sha256, used.values())
             return existing
-        chunking = _BlobChunking(self._store, self._blobs)
+        chunking = _BlobChunking(self._store, self._blobs, self._compress)
         try:
             size = chunking.run(self._blobs.read(sha256), sha256)
         except BaseException:
@@ -130,35 +140,42 @@ class XetIngest:
 class _XorbAssembly:
     """A client's xorb chunk by chunk: chunks the hub holds are referenced, not stored again."""
 
-    def __init__(self, store: MetadataStore, xorbs: XorbCache, builder: XorbBuilder) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        xorbs: XorbCache,
+        builder: XorbBuilder,
+        compressor: ChunkCompressor,
+    ) -> None:
         self._store = store
         self._xorbs = xorbs
         self.builder = builder
-        self._window: list[tuple[bytes, bytes]] = []
+        self._compressor = compressor
+        self._window: list[tuple[bytes, bytes, bytes | None]] = []
         self._own: dict[bytes, int] = {}  # chunks this xorb stored itself, by hash
 
-    def add(self, chunk: bytes) -> None:
-        self._window.append((chunk, hashing.chunk_hash(chunk)))
+    def add(self, chunk: bytes, record: bytes | None) -> None:
+        """A verified chunk, and its compressed record as the client sent it (kept as is)."""
+        self._window.append((chunk, hashing.chunk_hash(chunk), record))
         if len(self._window) >= _LOOKUP_WINDOW:
             self.flush()
 
     def flush(self) -> None:
         with self._store.session() as session:
-            known = session.find_chunks(h for _, h in self._window if h not in self._own)
+            known = session.find_chunks(h for _, h, _ in self._window if h not in self._own)
             owners = self._xorbs.get_many(session, {name for name, _ in known.values()})
-        for chunk, chunk_hash in self._window:
+        for chunk, chunk_hash, record in self._window:
             if chunk_hash in self._own:
-                blob, offset = self.builder.own_offset(self._own[chunk_hash])
-                self.builder.add_known(chunk_hash, len(chunk), blob, offset)
+                place = self.builder.own_place(self._own[chunk_hash])
+                self.builder.add_known(chunk_hash, len(chunk), place)
                 continue
-            place = known.get(chunk_hash)
-            owner = owners.get(place[0]) if place else None
-            if place is not None and owner is not None:
-                pieces = owner.pieces(owner.chunk_start(place[1]), owner.chunk_ends[place[1]])
-                if len(pieces) == 1 and pieces[0][2] == len(chunk):
-                    self.builder.add_known(chunk_hash, len(chunk), pieces[0][0], pieces[0][1])
-                    continue
-            self._own[chunk_hash] = self.builder.add_new(chunk, chunk_hash)
+            found = known.get(chunk_hash)
+            owner = owners.get(found[0]) if found else None
+            if found is not None and owner is not None:
+                self.builder.add_known(chunk_hash, len(chunk), place_in(owner, found[1]))
+                continue
+            stored, codec = self._compressor.smallest(chunk, record)
+            self._own[chunk_hash] = self.builder.add_new(chunk, chunk_hash, stored, codec)
         self._window.clear()
 
 
@@ -170,12 +187,57 @@ def _check_xorb_hash(pack: XorbBuilder, expected: bytes) -> None:
         )
 
 
+class ChunkCompressor:
+    """Compresses chunks (byte grouping, then zstd) where that saves at least 10%.
+
+    bf16 weights shrink ~1.45x, fp16 ~1.2x; random data stays raw. After a few misses in a row
+    it stops trying for a while.
+    """
+
+    _MISSES_BEFORE_PAUSE = 4
+    _PAUSE_CHUNKS = 64
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._misses = 0
+        self._paused = 0
+
+    def smallest(self, chunk: bytes, client: bytes | None) -> tuple[bytes | None, Codec]:
+        """How to store a chunk: the hub's record, the client's record or raw (None)."""
+        if not self._enabled:
+            return None, Codec.RAW
+        ours = self.compress(chunk)
+        options: list[tuple[int, bytes | None, Codec]] = [(len(chunk), None, Codec.RAW)]
+        if ours is not None:
+            options.append((len(ours), ours, Codec.HUB))
+        if client is not None:
+            options.append((len(client), client, Codec.XET))
+        _, record, codec = min(options, key=lambda option: option[0])
+        return record, codec
+
+    def compress(self, chunk: bytes) -> bytes | None:
+        if not self._enabled:
+            return None
+        if self._paused:
+            self._paused -= 1
+            return None
+        record = compress_chunk(chunk)
+        if record is not None:
+            self._misses = 0
+            return record
+        self._misses += 1
+        if self._misses >= self._MISSES_BEFORE_PAUSE:
+            self._misses, self._paused = 0, self._PAUSE_CHUNKS
+        return None
+
+
 class _BlobChunking:
     """One pass over a blob: chunk, look chunks up in windows, pack the ones the hub lacks."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+    def __init__(self, store: MetadataStore, blobs: BlobStore, compress: bool) -> None:
         self._store = store
         self._blobs = blobs
+        self._compressor = ChunkCompressor(compress)
         self.plan = _Plan()
         self.packs: list[StoredXorb] = []
         self._pending: dict[bytes, tuple[int, int]] = {}  # chunks already in this file's packs
@@ -230,7 +292,9 @@ class _BlobChunking:
         if not self._pack.has_room(len(chunk)):
             self.packs.append(self._pack.close())
             self._pack = XorbBuilder(self._blobs)
-        index = self._pack.add_new(chunk, chunk_hash)
+        record = self._compressor.compress(chunk)
+        codec = Codec.HUB if record is not None else Codec.RAW
+        index = self._pack.add_new(chunk, chunk_hash, record, codec)
         self._pending[chunk_hash] = (len(self.packs), index)
         self.plan.place(len(self.packs), index, chunk_hash, len(chunk))
         self.plan.new_bytes += len(chunk)

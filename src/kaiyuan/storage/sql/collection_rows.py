@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, delete, select, text
 from kaiyuan.core.models import XorbBrief
 from kaiyuan.storage.sql import tables as t
 
-_SPAN = struct.Struct("<I32sQ")
+_SPAN = struct.Struct("<I32sQB")
 _BATCH = 500
 
 

@@ -117,9 +117,10 @@ blobs = Table(
     Column("terms", LargeBinary, nullable=True),
 )
 
-# Xorbs: `chunks` holds 36 bytes per chunk (raw chunk hash + u32 end offset in the xorb's data);
-# `spans` 44 bytes per run of chunks stored together (u32 first chunk, raw blob sha256, u64
-# offset). `pack_sha256` is the blob this xorb added (NULL when all its chunks were known).
+# Xorbs: `chunks` holds 40 bytes per chunk (raw chunk hash, u32 end in the xorb's data, u32 end
+# of what it occupies in storage); `spans` 45 bytes per run of chunks stored together (u32 first
+# chunk, raw blob sha256, u64 offset, u8 codec). `pack_sha256` is the blob this xorb added
+# (NULL when all its chunks were known).
 xorbs = Table(
     "xorbs",
     metadata,

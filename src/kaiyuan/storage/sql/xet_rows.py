@@ -10,12 +10,12 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 
 from kaiyuan.core.digests import xet_hex, xet_raw
 from kaiyuan.core.errors import ConflictError
-from kaiyuan.core.models import StoredXorb, XetFile, XetTerm, XorbSpan
+from kaiyuan.core.models import Codec, StoredXorb, XetFile, XetTerm, XorbSpan
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.dialects import insert_ignoring_duplicates
 
-_CHUNK = struct.Struct("<32sI")
-_SPAN = struct.Struct("<I32sQ")
+_CHUNK = struct.Struct("<32sII")  # chunk hash, raw end, stored end
+_SPAN = struct.Struct("<I32sQB")  # first chunk, blob sha256, offset, codec
 _TERM = struct.Struct("<32sII")
 _BATCH = 500  # stays under every backend's bound-parameter limit
 
@@ -41,10 +41,13 @@ class XetRows:
         if reused:
             self._require_packs(reused)
         table = b"".join(
-            _CHUNK.pack(h, end) for h, end in zip(xorb.chunk_hashes, xorb.chunk_ends, strict=True)
+            _CHUNK.pack(h, end, stored)
+            for h, end, stored in zip(
+                xorb.chunk_hashes, xorb.chunk_ends, xorb.stored_ends, strict=True
+            )
         )
         spans = b"".join(
-            _SPAN.pack(span.first, bytes.fromhex(span.blob_sha256), span.offset)
+            _SPAN.pack(span.first, bytes.fromhex(span.blob_sha256), span.offset, span.codec)
             for span in xorb.spans
         )
         self._c.execute(
@@ -103,16 +106,17 @@ class XetRows:
                     for i in range(0, len(row.chunks), _CHUNK.size)
                 ]
                 spans = tuple(
-                    XorbSpan(first, blob.hex(), offset)
-                    for first, blob, offset in (
+                    XorbSpan(first, blob.hex(), offset, Codec(codec))
+                    for first, blob, offset, codec in (
                         _SPAN.unpack_from(row.spans, i)
                         for i in range(0, len(row.spans), _SPAN.size)
                     )
                 )
                 found[row.xorb_hash] = StoredXorb(
                     row.xorb_hash,
-                    tuple(h for h, _ in pairs),
-                    tuple(end for _, end in pairs),
+                    tuple(h for h, _, _ in pairs),
+                    tuple(end for _, end, _ in pairs),
+                    tuple(stored for _, _, stored in pairs),
                     spans,
                     row.pack_sha256,
                     row.pack_bytes,
