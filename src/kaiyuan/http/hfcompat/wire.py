@@ -82,7 +82,7 @@ def repo_info_json(
     info["sha"] = commit.sha
     info["lastModified"] = iso(commit.created_at)
     info["siblings"] = [sibling_json(f, with_blobs=with_blobs) for f in files]
-    info["xetEnabled"] = False
+    info["xetEnabled"] = True  # older clients (0.30-0.3x) use Xet only when this says so
     if with_blobs:
         info["usedStorage"] = sum(f.size for f in files)
     if card_data is not None:
