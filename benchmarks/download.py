@@ -102,13 +102,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_random_file(path: Path, size: int) -> str:
-    """Write `size` random bytes in 8 MiB pieces; return their sha256."""
+def bf16_bytes(count: int) -> bytes:
+    """`count` bytes of bfloat16 values drawn like model weights (N(0, 0.02))."""
+    import numpy as np  # noqa: PLC0415 - only this content needs numpy
+
+    values = np.random.default_rng().standard_normal((count + 1) // 2, dtype=np.float32) * 0.02
+    return (values.view(np.uint32) >> 16).astype(np.uint16).tobytes()[:count]
+
+
+def write_random_file(path: Path, size: int, content: str = "random") -> str:
+    """Write `size` bytes (random, or bf16 weights) in 8 MiB pieces; return their sha256."""
     digest = hashlib.sha256()
     with path.open("wb") as handle:
         left = size
         while left > 0:
-            piece = os.urandom(min(PIECE, left))
+            want = min(PIECE, left)
+            piece = os.urandom(want) if content == "random" else bf16_bytes(want)
             digest.update(piece)
             handle.write(piece)
             left -= len(piece)
@@ -769,6 +778,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1024)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument(
+        "--content",
+        choices=("random", "bf16"),
+        default="random",
+        help="random bytes (stored raw, sent zero-copy) or bf16 weights (stored compressed, "
+        "decoded when sent)",
+    )
+    parser.add_argument(
         "--targets",
         default=",".join(ALL_TARGETS),
         help="comma list of kaiyuan,nginx,olah (default: all)",
@@ -823,8 +839,8 @@ def main(argv: list[str]) -> int:
     with work_dir(args) as work:
         size = args.size_mib * 1024 * 1024
         test_file = work / FILENAME
-        log(f"writing {size / MB:.0f} MB of random data to {test_file}")
-        sha = write_random_file(test_file, size)
+        log(f"writing {size / MB:.0f} MB of {args.content} data to {test_file}")
+        sha = write_random_file(test_file, size, args.content)
         hf_home = work / "hf-home"
         hf_home.mkdir()
         bench = Bench(args, work, test_file, size, sha, hf_home)

@@ -89,7 +89,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
     secret = _secret(settings)
     xorbs = XorbCache()
     contents = ContentStore(metadata, blobs, xorbs)
-    ingest = XetIngest(metadata, blobs, xorbs, compress=settings.xet_compress_chunks)
+    ingest = XetIngest(metadata, blobs, xorbs, compression=settings.xet_chunk_compression)
     return Hub(
         settings=settings,
         metadata=metadata,

@@ -90,11 +90,12 @@ class Settings(BaseSettings):
     upload_link_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="How long an LFS upload link stays valid."
     )
-    xet_compress_chunks: bool = Field(
-        default=True,
-        description="Store Xet chunks compressed (byte grouping + zstd) where that saves at "
-        "least 10%: bf16 weights shrink ~1.45x, fp16 ~1.2x. Downloads of such files are "
-        "decompressed on the fly instead of sent zero-copy.",
+    xet_chunk_compression: Literal["zstd", "lz4", "none"] = Field(
+        default="zstd",
+        description="How stored Xet chunks are compressed where that saves at least 10%: "
+        "`zstd` (byte groups, zstd: bf16 ~1.4x, fp16 ~1.2x; decoded by the hub when served), "
+        "`lz4` (Xet's byte-grouped LZ4: bf16 ~1.15x; Xet clients get stored bytes as they are) "
+        "or `none` (every plain download zero-copy).",
     )
     xet_token_ttl_seconds: int = Field(
         default=3600,

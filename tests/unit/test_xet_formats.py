@@ -15,7 +15,8 @@ import pytest
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.services.xet import hashing, shards
 from kaiyuan.services.xet.chunking import MAX_CHUNK, MIN_CHUNK, TABLE, Chunker, chunk_bytes
-from kaiyuan.services.xet.xorbs import XorbParser, compress_chunk, decode_records, encode_header
+from kaiyuan.services.xet.compression import compress_chunk, decode_records
+from kaiyuan.services.xet.xorbs import XorbParser, encode_header
 from tests.support import xetwire
 
 MASK = 0xFFFF000000000000
@@ -141,11 +142,25 @@ def test_xorb_round_trip_for_every_compression_scheme(scheme: int) -> None:
 def test_compression_keeps_only_what_pays() -> None:
     weights = (np.random.default_rng(1).standard_normal(32_768) * 0.02).astype(np.float32)
     bf16 = (weights.view(np.uint32) >> 16).astype(np.uint16).tobytes()
-    record = compress_chunk(bf16)
-    assert record is not None
-    assert len(record) < 0.9 * len(bf16)
-    assert list(decode_records([record])) == [bf16]
-    assert compress_chunk(os.urandom(65_536)) is None  # random bytes stay raw
+    for mode, ratio in (("zstd", 0.75), ("lz4", 0.9)):
+        compressed = compress_chunk(bf16, mode)
+        assert compressed is not None, mode
+        record, _ = compressed
+        assert len(record) < ratio * len(bf16), (mode, len(record))
+        assert list(decode_records([record, record])) == [bf16, bf16]
+        assert compress_chunk(os.urandom(65_536), mode) is None  # random bytes stay raw
+    assert compress_chunk(bf16, "none") is None
+
+
+def test_corrupt_stored_records_are_detected() -> None:
+    compressed = compress_chunk(bytes(range(256)) * 256)
+    assert compressed is not None
+    record = bytearray(compressed[0])
+    record[20] ^= 0xFF
+    with pytest.raises(InvalidInputError):
+        list(decode_records([bytes(record)]))
+    with pytest.raises(InvalidInputError):
+        list(decode_records([compressed[0][:-3]]))
 
 
 def test_a_footer_after_the_chunks_is_ignored() -> None:

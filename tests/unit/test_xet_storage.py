@@ -20,7 +20,7 @@ from kaiyuan.core.errors import (
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import Principal, Scope
 from kaiyuan.services.repos import DEFAULT_GITATTRIBUTES
-from kaiyuan.services.xet.xorbs import decode_records
+from kaiyuan.services.xet.compression import decode_records
 from tests.support import xetwire
 from tests.support.hubs import HubFactory
 

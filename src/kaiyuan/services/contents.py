@@ -16,7 +16,7 @@ from threading import Lock
 from kaiyuan.core.errors import BlobNotFoundError, IntegrityError
 from kaiyuan.core.models import BlobInfo, StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
-from kaiyuan.services.xet.xorbs import decode_records
+from kaiyuan.services.xet.compression import decode_records
 
 _XORB_CACHE = 4096
 

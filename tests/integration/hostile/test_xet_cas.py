@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from kaiyuan.services.xet import hashing
-from kaiyuan.services.xet.xorbs import decode_records
+from kaiyuan.services.xet.compression import decode_records
 from tests.support import xetwire
 from tests.support.hostile import Target, assert_log_clean, auth, refused, staging_files
 from tests.support.hubs import ServerInfo

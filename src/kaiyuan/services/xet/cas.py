@@ -30,7 +30,8 @@ from kaiyuan.services import access, revisions
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore, Placed, Segment, clip
 from kaiyuan.services.xet import hashing, shards
-from kaiyuan.services.xet.xorbs import decode_records, encode_header
+from kaiyuan.services.xet.compression import decode_records
+from kaiyuan.services.xet.xorbs import encode_header
 
 DEDUP_KEY_TTL = 7 * 24 * 3600
 _SEND_PIECE = 4 << 20

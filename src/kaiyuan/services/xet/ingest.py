@@ -17,8 +17,9 @@ from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import XorbCache
 from kaiyuan.services.xet import hashing
 from kaiyuan.services.xet.chunking import Chunker
+from kaiyuan.services.xet.compression import compress_chunk
 from kaiyuan.services.xet.packing import XorbBuilder, place_in
-from kaiyuan.services.xet.xorbs import XorbParser, compress_chunk
+from kaiyuan.services.xet.xorbs import XorbParser
 
 _LOOKUP_WINDOW = 512  # chunks looked up in the index per query (~32 MiB of data)
 
@@ -54,13 +55,13 @@ class XetIngest:
         blobs: BlobStore,
         xorbs: XorbCache,
         *,
-        compress: bool = True,
+        compression: str = "zstd",
         clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._blobs = blobs
         self._xorbs = xorbs
-        self._compress = compress
+        self._compression = compression
         self._clock = clock
 
     def receive_xorb(self, xorb_hex: str, pieces: Iterable[bytes]) -> bool:
@@ -78,7 +79,7 @@ class XetIngest:
             return False
         parser = XorbParser()
         assembly = _XorbAssembly(
-            self._store, self._xorbs, XorbBuilder(self._blobs), ChunkCompressor(self._compress)
+            self._store, self._xorbs, XorbBuilder(self._blobs), ChunkCompressor(self._compression)
         )
         try:
             for piece in pieces:
@@ -107,7 +108,7 @@ class XetIngest:
         if existing is not None:
             self._drop_whole(sha256, used.values())
             return existing
-        chunking = _BlobChunking(self._store, self._blobs, self._compress)
+        chunking = _BlobChunking(self._store, self._blobs, self._compression)
         try:
             size = chunking.run(self._blobs.read(sha256), sha256)
         except BaseException:
@@ -188,43 +189,42 @@ def _check_xorb_hash(pack: XorbBuilder, expected: bytes) -> None:
 
 
 class ChunkCompressor:
-    """Compresses chunks (byte grouping, then zstd) where that saves at least 10%.
+    """Compresses chunks per the hub's mode (see compression.py) where that saves 10%.
 
-    bf16 weights shrink ~1.45x, fp16 ~1.2x; random data stays raw. After a few misses in a row
-    it stops trying for a while.
+    After a few misses in a row (random or already compressed data) it stops trying for a while.
     """
 
     _MISSES_BEFORE_PAUSE = 4
     _PAUSE_CHUNKS = 64
 
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
+    def __init__(self, mode: str) -> None:
+        self._mode = mode
         self._misses = 0
         self._paused = 0
 
     def smallest(self, chunk: bytes, client: bytes | None) -> tuple[bytes | None, Codec]:
         """How to store a chunk: the hub's record, the client's record or raw (None)."""
-        if not self._enabled:
+        if self._mode == "none":
             return None, Codec.RAW
-        ours = self.compress(chunk)
         options: list[tuple[int, bytes | None, Codec]] = [(len(chunk), None, Codec.RAW)]
+        ours = self.compress(chunk)
         if ours is not None:
-            options.append((len(ours), ours, Codec.HUB))
+            options.append((len(ours[0]), ours[0], ours[1]))
         if client is not None:
             options.append((len(client), client, Codec.XET))
         _, record, codec = min(options, key=lambda option: option[0])
         return record, codec
 
-    def compress(self, chunk: bytes) -> bytes | None:
-        if not self._enabled:
+    def compress(self, chunk: bytes) -> tuple[bytes, Codec] | None:
+        if self._mode == "none":
             return None
         if self._paused:
             self._paused -= 1
             return None
-        record = compress_chunk(chunk)
-        if record is not None:
+        compressed = compress_chunk(chunk, self._mode)
+        if compressed is not None:
             self._misses = 0
-            return record
+            return compressed
         self._misses += 1
         if self._misses >= self._MISSES_BEFORE_PAUSE:
             self._misses, self._paused = 0, self._PAUSE_CHUNKS
@@ -234,10 +234,10 @@ class ChunkCompressor:
 class _BlobChunking:
     """One pass over a blob: chunk, look chunks up in windows, pack the ones the hub lacks."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore, compress: bool) -> None:
+    def __init__(self, store: MetadataStore, blobs: BlobStore, compression: str) -> None:
         self._store = store
         self._blobs = blobs
-        self._compressor = ChunkCompressor(compress)
+        self._compressor = ChunkCompressor(compression)
         self.plan = _Plan()
         self.packs: list[StoredXorb] = []
         self._pending: dict[bytes, tuple[int, int]] = {}  # chunks already in this file's packs
@@ -292,8 +292,8 @@ class _BlobChunking:
         if not self._pack.has_room(len(chunk)):
             self.packs.append(self._pack.close())
             self._pack = XorbBuilder(self._blobs)
-        record = self._compressor.compress(chunk)
-        codec = Codec.HUB if record is not None else Codec.RAW
+        compressed = self._compressor.compress(chunk)
+        record, codec = compressed if compressed is not None else (None, Codec.RAW)
         index = self._pack.add_new(chunk, chunk_hash, record, codec)
         self._pending[chunk_hash] = (len(self.packs), index)
         self.plan.place(len(self.packs), index, chunk_hash, len(chunk))

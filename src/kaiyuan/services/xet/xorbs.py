@@ -8,12 +8,11 @@ fact it holds about a xorb from the chunks themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lz4.frame
 import numpy as np
-import zstandard
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
 from kaiyuan.services.xet.chunking import MAX_CHUNK
@@ -22,11 +21,9 @@ HEADER_BYTES = 8
 MAX_XORB_BYTES = 64 * 1024 * 1024
 MAX_XORB_CHUNKS = 8 * 1024
 _FOOTER_IDENT = b"XETBLOB"
-_SCHEME_NONE, _SCHEME_LZ4, _SCHEME_BG4_LZ4 = 0, 1, 2
-# The hub's storage scheme: byte grouping then zstd (~1.45x on bf16 where LZ4 gets ~1.16x).
-# Never accepted from clients and never sent to them.
+_SCHEME_NONE, _SCHEME_LZ4, SCHEME_BG4_LZ4 = 0, 1, 2
+# The hub's storage scheme (see compression.py); never accepted from clients or sent to them.
 SCHEME_HUB_BG4_ZSTD = 0x80
-_ZSTD_LEVEL = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +54,7 @@ def parse_header(header: bytes, *, stored_by_hub: bool = False) -> ChunkHeader:
     raw = int.from_bytes(header[5:8], "little")
     if version != 0:
         raise InvalidInputError(f"chunk header version {version} is not supported")
-    known = (_SCHEME_NONE, _SCHEME_LZ4, _SCHEME_BG4_LZ4)
+    known = (_SCHEME_NONE, _SCHEME_LZ4, SCHEME_BG4_LZ4)
     if scheme not in known and not (stored_by_hub and scheme == SCHEME_HUB_BG4_ZSTD):
         raise InvalidInputError(f"unknown chunk compression scheme {scheme}")
     if not 0 < raw <= MAX_CHUNK:
@@ -70,11 +67,12 @@ def parse_header(header: bytes, *, stored_by_hub: bool = False) -> ChunkHeader:
 
 
 def decode_chunk(header: ChunkHeader, stored: bytes) -> bytes:
-    """The raw chunk; InvalidInput if it does not decompress to the announced size."""
+    """The raw chunk of a Xet record; InvalidInput if it does not decompress to its size.
+
+    Records in the hub's own scheme are decoded by `compression.decode_records`.
+    """
     if header.scheme == _SCHEME_NONE:
         return stored
-    if header.scheme == SCHEME_HUB_BG4_ZSTD:
-        return _ungroup4(_zstd_groups(stored, header.raw_size))
     # Bounded: a small frame must not inflate into gigabytes before the size check.
     decompressor = lz4.frame.LZ4FrameDecompressor()
     try:
@@ -87,76 +85,25 @@ def decode_chunk(header: ChunkHeader, stored: bytes) -> bytes:
         raise IntegrityError(
             f"chunk decompressed to {len(raw)} bytes, its header says {header.raw_size}"
         )
-    if header.scheme == _SCHEME_BG4_LZ4:
+    if header.scheme == SCHEME_BG4_LZ4:
         raw = _ungroup4(raw)
     return raw
 
 
-def _group_sizes(raw_size: int) -> list[int]:
-    whole, rest = divmod(raw_size, 4)
-    return [whole + (1 if g < rest else 0) for g in range(4)]
-
-
-def _zstd_groups(stored: bytes, raw_size: int) -> bytes:
-    """The four byte groups of a hub record, each its own zstd frame after a u32 length."""
-    out = bytearray()
-    position = 0
-    decompressor = zstandard.ZstdDecompressor()
-    for size in _group_sizes(raw_size):
-        length = int.from_bytes(stored[position : position + 4], "little")
-        frame = stored[position + 4 : position + 4 + length]
-        position += 4 + length
-        try:
-            group = decompressor.decompress(frame, max_output_size=size) if size else b""
-        except zstandard.ZstdError as exc:
-            raise IntegrityError(f"stored chunk does not decompress: {exc}") from None
-        if len(group) != size:
-            raise IntegrityError("stored chunk decompressed to the wrong size")
-        out += group
-    if position != len(stored):
-        raise IntegrityError("stored chunk record has trailing bytes")
-    return bytes(out)
-
-
-def compress_chunk(raw: bytes, min_saving: float = 0.1) -> bytes | None:
-    """The chunk as a hub record, if that saves `min_saving` of it.
-
-    Bytes are grouped by position modulo 4 and each group is its own zstd frame: the exponent
-    bytes of float weights then get an entropy table of their own (bf16 ~1.45x, fp16 ~1.2x).
-    """
+def group4(raw: bytes) -> bytes:
+    """Byte grouping: bytes 0, 4, 8, ... then 1, 5, 9, ... and so on."""
     src = np.frombuffer(raw, dtype=np.uint8)
-    compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-    body = bytearray()
-    for g in range(4):
-        frame = compressor.compress(src[g::4].tobytes())
-        body += len(frame).to_bytes(4, "little") + frame
-    if len(body) + HEADER_BYTES > len(raw) * (1 - min_saving):
-        return None
+    return np.concatenate([src[g::4] for g in range(4)]).tobytes()
+
+
+def encode_record(scheme: int, raw_size: int, body: bytes) -> bytes:
     return (
         bytes([0])
         + len(body).to_bytes(3, "little")
-        + bytes([SCHEME_HUB_BG4_ZSTD])
-        + len(raw).to_bytes(3, "little")
-        + bytes(body)
+        + bytes([scheme])
+        + raw_size.to_bytes(3, "little")
+        + body
     )
-
-
-def decode_records(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """Raw chunks from a stream of stored chunk records (checked when they were stored)."""
-    buffer = bytearray()
-    for piece in pieces:
-        buffer += piece
-        start = 0
-        while len(buffer) - start >= HEADER_BYTES:
-            header = parse_header(bytes(buffer[start : start + HEADER_BYTES]), stored_by_hub=True)
-            end = start + HEADER_BYTES + header.stored_size
-            if len(buffer) < end:
-                break
-            yield decode_chunk(header, bytes(buffer[start + HEADER_BYTES : end]))
-            start = end
-        del buffer[:start]
-    if buffer:
-        raise IntegrityError("stored chunk records end inside a record")
 
 
 def _ungroup4(grouped: bytes) -> bytes:
