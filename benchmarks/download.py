@@ -258,11 +258,11 @@ def kaiyuan_token(data_dir: Path, env: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def kaiyuan_server(work: Path, hf_home: Path) -> Iterator[tuple[str, str]]:
+def kaiyuan_server(work: Path, hf_home: Path, **settings: str) -> Iterator[tuple[str, str]]:
     """Start Kaiyuan on a private data directory; yield (endpoint, write token)."""
     data_dir = work / "kaiyuan-data"
     data_dir.mkdir()
-    env = child_env(hf_home, KAIYUAN_DATA_DIR=str(data_dir))
+    env = child_env(hf_home, KAIYUAN_DATA_DIR=str(data_dir), **settings)
     token = kaiyuan_token(data_dir, env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -623,7 +623,8 @@ class Bench:
 
 @contextlib.contextmanager
 def kaiyuan_target(bench: Bench) -> Iterator[Target]:
-    with kaiyuan_server(bench.work, bench.hf_home) as (endpoint, token):
+    settings = {"KAIYUAN_XET_CHUNK_COMPRESSION": bench.args.compression}
+    with kaiyuan_server(bench.work, bench.hf_home, **settings) as (endpoint, token):
         env = child_env(bench.hf_home, HF_TOKEN=token)  # not on the command line (ps)
         cmd = [
             sys.executable,
@@ -777,6 +778,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--size-mib", type=int, default=1024, help="test file size (default 1024)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--compression",
+        choices=("zstd", "lz4", "none"),
+        default="zstd",
+        help="the hub's KAIYUAN_XET_CHUNK_COMPRESSION (default zstd, the hub's default)",
+    )
     parser.add_argument(
         "--content",
         choices=("random", "bf16"),
