@@ -14,27 +14,15 @@ from pathlib import Path
 from threading import Lock
 
 from kaiyuan.core.errors import BlobNotFoundError, IntegrityError
-from kaiyuan.core.models import BlobInfo, StoredXorb, XetFile, XetTerm
+from kaiyuan.core.models import BlobInfo, Piece, StoredXorb, XetFile, XetTerm
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.services.xet.compression import decode_records
 
 _XORB_CACHE = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """`length` bytes at `offset` of the blob `blob_sha256`.
-
-    An encoded segment holds compressed chunk records: decoded, the content's bytes start
-    `skip` bytes in and run for `take` bytes.
-    """
-
-    blob_sha256: str
-    offset: int
-    length: int
-    encoded: bool = False
-    skip: int = 0
-    take: int = 0
+# Where bytes of a content are stored: a blob range, maybe of compressed chunk records.
+Segment = Piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +154,7 @@ def clip(placed: list[Placed], start: int, end: int) -> list[Segment]:
         if lo >= hi:
             continue
         base = item.xorb.chunk_start(item.term.start) - term_start
-        segments.extend(
-            Segment(p.blob_sha256, p.offset, p.length, p.encoded, p.skip, p.take)
-            for p in item.xorb.pieces(base + lo, base + hi)
-        )
+        segments.extend(item.xorb.pieces(base + lo, base + hi))
     return segments
 
 
