@@ -17,7 +17,9 @@ atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.update(
     {
         "HF_HOME": _HF_HOME,
-        "HF_HUB_DISABLE_XET": "1",  # until the Xet issue lands, uploads go through LFS
+        # In-process clients take the LFS and plain-HTTP paths; the Xet path is driven by stock
+        # clients in subprocesses (tests/integration/test_xet.py, test_hf_cli.py, test_s3_storage.py).
+        "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
