@@ -15,12 +15,16 @@ from kaiyuan.core.errors import (
     AccessDeniedError,
     AuthenticationError,
     BlobNotFoundError,
+    ConflictError,
     RepoNotFoundError,
 )
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import Principal, Scope
+from kaiyuan.services.clock import utc_now
 from kaiyuan.services.repos import DEFAULT_GITATTRIBUTES
 from kaiyuan.services.xet.compression import decode_records
+from kaiyuan.services.xet.ingest import ChunkCompressor, _XorbAssembly
+from kaiyuan.services.xet.packing import XorbBuilder
 from tests.support import xetwire
 from tests.support.hubs import HubFactory
 
@@ -213,3 +217,29 @@ def test_compressible_chunks_are_stored_compressed_and_read_back(hub: Hub) -> No
         )
         out += b"".join(decode_records(body))
     assert bytes(out) == derived
+
+
+def test_a_writer_that_reuses_collected_chunks_is_refused_not_corrupted(
+    hub: Hub, family: dict[str, bytes]
+) -> None:
+    """GC racing an upload: the upload looked chunks up, GC removed them, the upload then
+    records its xorb. The record is refused (409, retry) instead of pointing at nothing."""
+    alice = who(hub, "alice")
+    old_repo = new_repo(hub, alice, "alice/old")
+    xet_upload(hub, alice, old_repo, family["base"])
+    hub.repos.delete(alice, MODEL, old_repo)  # its chunks are garbage now
+    upload = xetwire.plan_upload(family["base"][: 3 * MiB])
+    builder = XorbBuilder(hub.blobs)
+    assembly = _XorbAssembly(hub.metadata, hub.contents.xorbs, builder, ChunkCompressor("none"))
+    for chunk in upload.chunks:
+        assembly.add(chunk, None)
+    assembly.flush()  # all but the last chunk are found in the old xorb: pointed at, not stored
+    assert builder.pack_size < 200_000
+    assert hub.garbage.collect(timedelta(0)).bytes_freed > 0  # the old pack is gone
+    stored = builder.close()
+    with pytest.raises(ConflictError), hub.metadata.session(write=True) as session:
+        session.add_xorb(stored, utc_now())
+    # a retry stores the chunks afresh and reads back
+    repo = new_repo(hub, alice, "alice/new")
+    again = xet_upload(hub, alice, repo, family["base"][: 3 * MiB])
+    assert read(hub, again.sha256) == family["base"][: 3 * MiB]
