@@ -12,6 +12,7 @@ from kaiyuan.core.ports import BlobStore, MetadataStore
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
+from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
@@ -41,6 +42,7 @@ class Hub:
     cas: CasService
     usage: UsageService
     garbage: GarbageCollector
+    fsck: ConsistencyChecker
 
     def close(self) -> None:
         self.metadata.close()
@@ -104,6 +106,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         cas=CasService(metadata, contents, secret, settings.xet_token_ttl_seconds),
         usage=UsageService(metadata, contents),
         garbage=GarbageCollector(metadata, blobs),
+        fsck=ConsistencyChecker(metadata, blobs, contents),
     )
 
 

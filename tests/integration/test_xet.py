@@ -275,3 +275,6 @@ def test_admin_storage_and_gc_commands(server: ServerInfo, published: dict[str, 
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would free")
     assert json.loads(kaiyuan("admin", "storage", "--json").stdout) == report
+    fsck = kaiyuan("admin", "fsck", "--verify-data")
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert fsck.stdout.rstrip().endswith("clean")

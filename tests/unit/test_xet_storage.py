@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import delete
 
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import (
@@ -25,6 +26,8 @@ from kaiyuan.services.repos import DEFAULT_GITATTRIBUTES
 from kaiyuan.services.xet.compression import decode_records
 from kaiyuan.services.xet.ingest import ChunkCompressor, _XorbAssembly
 from kaiyuan.services.xet.packing import XorbBuilder
+from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.store import SqlMetadataStore
 from tests.support import xetwire
 from tests.support.hubs import HubFactory
 
@@ -243,3 +246,40 @@ def test_a_writer_that_reuses_collected_chunks_is_refused_not_corrupted(
     repo = new_repo(hub, alice, "alice/new")
     again = xet_upload(hub, alice, repo, family["base"][: 3 * MiB])
     assert read(hub, again.sha256) == family["base"][: 3 * MiB]
+
+
+def test_fsck_is_clean_then_finds_what_was_broken(hub: Hub, family: dict[str, bytes]) -> None:
+    alice = who(hub, "alice")
+    repo = new_repo(hub, alice, "alice/fsck")
+    upload = xet_upload(hub, alice, repo, family["base"])
+    small = lfs_upload(hub, alice, repo, b"")  # empty content stays a whole blob
+    report = hub.fsck.check(verify_data=True)
+    assert report.clean, dict(report.problems)
+    assert report.checked["contents"] >= 3
+    # A pack and a whole blob vanish: the xorb, the file that reads it and the blob are reported.
+    pack = hub.contents.segments(upload.sha256)[0].blob_sha256
+    hub.blobs.delete(pack)
+    hub.blobs.delete(small)
+    broken = hub.fsck.check(verify_data=True)
+    assert broken.counts["xorb-missing-data"] >= 1
+    assert broken.counts["content-missing"] == 1
+    assert broken.counts["content-corrupt"] >= 1
+    assert not broken.clean
+
+
+def test_fsck_repairs_index_rows_that_point_at_nothing(hub: Hub, family: dict[str, bytes]) -> None:
+    alice = who(hub, "alice")
+    repo = new_repo(hub, alice, "alice/index")
+    upload = xet_upload(hub, alice, repo, family["other"])
+    store = hub.metadata
+    assert isinstance(store, SqlMetadataStore)
+    with store.engine.begin() as connection:  # a xorb record lost by hand, its index kept
+        connection.execute(delete(t.xorbs).where(t.xorbs.c.xorb_hash == upload.xorb_hex))
+    found = hub.fsck.check()
+    assert found.counts["index-dangling"] == 1
+    assert found.counts["content-broken"] == 1
+    repaired = hub.fsck.check(repair=True)
+    assert repaired.repaired["index-dangling"] > 0
+    again = hub.fsck.check()
+    assert "index-dangling" not in again.counts
+    assert again.counts["content-broken"] == 1  # lost data is reported, not papered over

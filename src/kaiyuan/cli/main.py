@@ -149,6 +149,7 @@ def token_create(
 
 
 _KIB = 1024
+_FSCK_PROBLEMS = 7
 
 
 def _size(value: int) -> str:
@@ -226,6 +227,32 @@ def admin_gc(
         f"{verb} {_size(report.bytes_freed)} in {report.blobs} blobs; "
         f"{report.contents} content records and {report.xorbs} xorbs unreferenced\n"
     )
+
+
+@admin.command("fsck")
+def admin_fsck(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove index rows that point at nothing.")
+    ] = False,
+    verify_data: Annotated[
+        bool, typer.Option("--verify-data", help="Also read every content back and re-hash it.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Check metadata against blobs; exit 7 when problems remain."""
+    with _admin(data_dir) as hub:
+        report = hub.fsck.check(repair=repair, verify_data=verify_data)
+    checked = ", ".join(f"{count} {what}" for what, count in report.checked.items())
+    sys.stdout.write(f"checked {checked}\n")
+    for kind, count in report.repaired.items():
+        sys.stdout.write(f"repaired {kind}: {count} rows removed\n")
+    for kind, count in report.counts.items():
+        sys.stdout.write(f"{kind}: {count}\n")
+        for example in report.problems[kind]:
+            sys.stdout.write(f"  {example}\n")
+    if not report.clean:
+        raise typer.Exit(_FSCK_PROBLEMS)
+    sys.stdout.write("clean\n")
 
 
 def main() -> None:

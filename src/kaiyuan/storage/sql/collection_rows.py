@@ -6,7 +6,7 @@ import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 
 from kaiyuan.core.models import XorbBrief
 from kaiyuan.storage.sql import tables as t
@@ -75,3 +75,46 @@ class CollectionRows:
             self._c.execute(delete(t.xorb_chunks).where(t.xorb_chunks.c.xorb_hash.in_(batch)))
             self._c.execute(delete(t.xet_file_xorbs).where(t.xet_file_xorbs.c.xorb_hash.in_(batch)))
             self._c.execute(delete(t.xorbs).where(t.xorbs.c.xorb_hash.in_(batch)))
+
+
+class ConsistencyRows:
+    """Queries behind `kaiyuan admin fsck`: references that point at nothing."""
+
+    _c: Connection
+
+    def dangling_chunk_index(self, *, repair: bool) -> int:
+        """Chunk-index rows whose xorb is gone (removed when `repair`)."""
+        missing = ~t.xorb_chunks.c.xorb_hash.in_(select(t.xorbs.c.xorb_hash))
+        count = self._c.execute(select(func.count()).where(missing)).scalar_one()
+        if repair and count:
+            self._c.execute(delete(t.xorb_chunks).where(missing))
+        return int(count)
+
+    def dangling_file_xorbs(self, *, repair: bool) -> int:
+        """File-to-xorb rows whose content or xorb is gone (removed when `repair`)."""
+        missing = or_(
+            ~t.xet_file_xorbs.c.xorb_hash.in_(select(t.xorbs.c.xorb_hash)),
+            ~t.xet_file_xorbs.c.sha256.in_(select(t.blobs.c.sha256)),
+        )
+        count = self._c.execute(select(func.count()).where(missing)).scalar_one()
+        if repair and count:
+            self._c.execute(delete(t.xet_file_xorbs).where(missing))
+        return int(count)
+
+    def tree_files_without_content(self, limit: int) -> list[tuple[str, str, str]]:
+        """(tree, file name, sha256) of tree entries whose content record is missing."""
+        e = t.tree_entries.c
+        query = (
+            select(e.tree_sha, e.name, e.sha256)
+            .where(e.is_dir.is_(False), e.sha256.is_not(None))
+            .where(~e.sha256.in_(select(t.blobs.c.sha256)))
+            .limit(limit)
+        )
+        return [(row.tree_sha, row.name, row.sha256) for row in self._c.execute(query)]
+
+    def refs_without_commit(self, limit: int) -> list[tuple[int, str, str]]:
+        """(repo pk, ref name, target) of refs that point at no stored commit."""
+        r, c = t.refs.c, t.commits.c
+        known = select(c.sha).where(c.repo_pk == r.repo_pk)
+        query = select(r.repo_pk, r.name, r.target).where(~r.target.in_(known)).limit(limit)
+        return [(row.repo_pk, row.name, row.target) for row in self._c.execute(query)]

@@ -28,7 +28,7 @@ from kaiyuan.core.models import (
     TreeEntry,
 )
 from kaiyuan.storage.sql import tables as t
-from kaiyuan.storage.sql.collection_rows import CollectionRows
+from kaiyuan.storage.sql.collection_rows import CollectionRows, ConsistencyRows
 from kaiyuan.storage.sql.dialects import WRITE_FLAG, insert_ignoring_duplicates, make_engine
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
@@ -86,7 +86,7 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession(XetRows, UsageRows, CollectionRows):
+class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine
