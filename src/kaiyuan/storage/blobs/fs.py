@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -14,59 +11,10 @@ from typing import BinaryIO
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
 from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.verify import check_blob, check_upload_id
+from kaiyuan.storage.blobs.staging import Publish, StagedWriter
+from kaiyuan.storage.blobs.verify import check_upload_id
 
 READ_PIECE = 4 * 1024 * 1024
-
-
-class _FileWriter:
-    """Writes to `tmp/<uuid>`, hashing as it goes; `commit` checks, fsyncs and renames."""
-
-    def __init__(self, tmp_dir: Path, final_path_of: Callable[[str], Path], fsync: bool) -> None:
-        self._tmp = tmp_dir / uuid.uuid4().hex
-        self._file: BinaryIO | None = self._tmp.open("xb")
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._final_path_of = final_path_of
-        self._fsync = fsync
-
-    def write(self, data: bytes) -> None:
-        if self._file is None:
-            raise InvalidInputError("writer already finished")
-        self._file.write(data)
-        self._hash.update(data)
-        self._size += len(data)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def commit(
-        self, expected_sha256: str | None = None, expected_size: int | None = None
-    ) -> BlobInfo:
-        if self._file is None:
-            raise InvalidInputError("writer already finished")
-        try:
-            digest = self._hash.hexdigest()
-            check_blob(digest, self._size, expected_sha256, expected_size)
-            self._file.flush()
-            if self._fsync:
-                os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            final = self._final_path_of(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp.replace(final)  # atomic; identical content simply replaces itself
-        finally:
-            self.abort()
-        return BlobInfo(digest, self._size)
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
 
 
 class FsBlobStore:
@@ -85,8 +33,17 @@ class FsBlobStore:
         validate_sha256(sha256)
         return self._objects / sha256[:2] / sha256[2:4] / sha256
 
-    def writer(self) -> _FileWriter:
-        return _FileWriter(self._tmp, self._path, self._fsync)
+    def writer(self) -> StagedWriter:
+        return StagedWriter(self._tmp, self._move_to(self._path), fsync=self._fsync)
+
+    @staticmethod
+    def _move_to(final_path_of: Callable[[str], Path]) -> Publish:
+        def publish(staged: Path, digest: str) -> None:
+            final = final_path_of(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(final)  # atomic; identical content simply replaces itself
+
+        return publish
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()
@@ -122,13 +79,13 @@ class FsBlobStore:
         for path in sorted(self._objects.glob("*/*/*")):
             yield path.name
 
-    def write_part(self, upload_id: str, part_number: int) -> _FileWriter:
+    def write_part(self, upload_id: str, part_number: int) -> StagedWriter:
         folder = self._part_dir(upload_id)
         folder.mkdir(parents=True, exist_ok=True)
         if part_number < 1:
             raise InvalidInputError("part numbers start at 1")
         target = folder / str(part_number)
-        return _FileWriter(self._tmp, lambda _digest: target, self._fsync)
+        return StagedWriter(self._tmp, self._move_to(lambda _digest: target), fsync=self._fsync)
 
     def complete_parts(
         self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int

@@ -8,10 +8,7 @@ under their content address, which makes every PUT idempotent.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError, StorageUnavailableError
 from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.verify import check_blob, check_upload_id
+from kaiyuan.storage.blobs.staging import Publish, StagedWriter
+from kaiyuan.storage.blobs.verify import check_upload_id
 
 READ_PIECE = 8 * 1024 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -44,52 +42,6 @@ def _storage_errors(what: str) -> Iterator[None]:
         raise StorageUnavailableError(f"object store refused {what}: {code}") from exc
     except BotoCoreError as exc:
         raise StorageUnavailableError(f"object store unreachable for {what}: {exc}") from exc
-
-
-class _StagedWriter:
-    """Hashes into a local temp file; `commit` uploads it under `key_of(digest)`."""
-
-    def __init__(self, store: S3BlobStore, key_of: Any) -> None:
-        self._store = store
-        self._key_of = key_of
-        fd, name = tempfile.mkstemp(dir=store.staging, prefix="s3-")
-        self._path = Path(name)
-        self._file: Any = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def write(self, data: bytes) -> None:
-        if self._file is None:
-            raise InvalidInputError("writer already finished")
-        self._file.write(data)
-        self._hash.update(data)
-        self._size += len(data)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def commit(
-        self, expected_sha256: str | None = None, expected_size: int | None = None
-    ) -> BlobInfo:
-        if self._file is None:
-            raise InvalidInputError("writer already finished")
-        try:
-            digest = self._hash.hexdigest()
-            check_blob(digest, self._size, expected_sha256, expected_size)
-            self._file.close()
-            self._file = None
-            self._store.upload(self._path, self._key_of(digest))
-        finally:
-            self.abort()
-        return BlobInfo(digest, self._size)
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
 
 
 class S3BlobStore:
@@ -148,8 +100,11 @@ class S3BlobStore:
             self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
 
     # --- BlobStore ---------------------------------------------------------------------------
-    def writer(self) -> _StagedWriter:
-        return _StagedWriter(self, self._key)
+    def writer(self) -> StagedWriter:
+        return StagedWriter(self.staging, self._upload_as(self._key), fsync=False)
+
+    def _upload_as(self, key_of: Callable[[str], str]) -> Publish:
+        return lambda staged, digest: self.upload(staged, key_of(digest))
 
     def exists(self, sha256: str) -> bool:
         try:
@@ -207,11 +162,11 @@ class S3BlobStore:
                 for item in page.get("Contents", []):
                     yield str(item["Key"]).rsplit("/", 1)[-1]
 
-    def write_part(self, upload_id: str, part_number: int) -> _StagedWriter:
+    def write_part(self, upload_id: str, part_number: int) -> StagedWriter:
         if part_number < 1:
             raise InvalidInputError("part numbers start at 1")
         key = self._part_key(upload_id, part_number)
-        return _StagedWriter(self, lambda _digest: key)
+        return StagedWriter(self.staging, self._upload_as(lambda _digest: key), fsync=False)
 
     def complete_parts(
         self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int
