@@ -279,3 +279,20 @@ def test_dedup_query(server: ServerInfo, private_repo: Target, uploaded: xetwire
 
 def test_server_log_is_clean(server: ServerInfo) -> None:
     assert_log_clean(server)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/storage/spaces/alice/x", 400),
+        ("/api/storage/models/alice/%2E%2E", 400),
+        ("/api/storage/models/alice/no-such-repo", 404),
+        ("/api/storage/models/a%00b/c", 400),
+        ("/api/storage/" + "n" * 500, 403),
+        ("/api/storage/acme/extra", 404),
+    ],
+)
+def test_storage_api_refuses_garbage(server: ServerInfo, path: str, status: int) -> None:
+    answer = httpx.get(f"{server.url}{path}", headers=auth(server.bob))
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]
