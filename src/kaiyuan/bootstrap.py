@@ -14,6 +14,7 @@ from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
+from kaiyuan.services.limits import RateLimiter
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
@@ -43,6 +44,7 @@ class Hub:
     usage: UsageService
     garbage: GarbageCollector
     fsck: ConsistencyChecker
+    limiter: RateLimiter
 
     def close(self) -> None:
         self.metadata.close()
@@ -54,6 +56,17 @@ def build_hub(settings: Settings, *, migrate: bool = True) -> Hub:
     if migrate:
         metadata.migrate()
     return assemble(settings, metadata, _blob_store(settings))
+
+
+def migrate_database(settings: Settings) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision; returns (before, after)."""
+    metadata = SqlMetadataStore(settings.effective_database_url)
+    try:
+        before = metadata.schema_revision()
+        metadata.migrate()
+        return before, metadata.schema_revision()
+    finally:
+        metadata.close()
 
 
 def _blob_store(settings: Settings) -> BlobStore:
@@ -81,6 +94,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
     commit_limits = CommitLimits(
         max_regular_file_bytes=settings.max_regular_file_bytes,
         max_card_bytes=settings.max_card_bytes,
+        max_operations=settings.max_commit_operations,
     )
     upload_limits = UploadLimits(
         max_file_bytes=settings.max_file_bytes,
@@ -107,6 +121,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         usage=UsageService(metadata, contents),
         garbage=GarbageCollector(metadata, blobs),
         fsck=ConsistencyChecker(metadata, blobs, contents),
+        limiter=RateLimiter(metadata),
     )
 
 

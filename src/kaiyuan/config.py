@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `kaiyuan serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `kaiyuan serve` listens on.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated addresses of proxies whose X-Forwarded-For/-Proto headers "
+        "are believed (the client address then counts for anonymous rate limits); `*` trusts "
+        "any sender, for a hub reachable only through its proxy.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The URL clients use to reach the hub, when it differs from what requests "
@@ -101,6 +107,32 @@ class Settings(BaseSettings):
         default=3600,
         ge=60,
         description="How long a Xet CAS token stays valid (clients refresh it when it expires).",
+    )
+    max_json_body_bytes: int = Field(
+        default=16 * MiB, ge=1024, description="Largest JSON request body (other than a commit)."
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        description="Deepest nesting of arrays and objects accepted in a JSON body or NDJSON "
+        "line; the HF protocol needs about 5.",
+    )
+    max_commit_operations: int = Field(
+        default=25_000,
+        ge=1,
+        description="Most files (added, deleted, copied) one commit may change.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Requests per minute one access token may make (counted across every "
+        "server process in the shared database); over it: 429 with Retry-After. 0: no limit.",
+    )
+    anonymous_rate_limit_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Requests per minute from one client address without a token (behind a "
+        "proxy, the address it forwards). 0: no limit.",
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
 

@@ -147,3 +147,33 @@ def test_empty_and_past_the_end_ranges(store: BlobStore) -> None:
     assert b"".join(store.read(digest, 8, 100)) == b"89"
     if isinstance(store, S3BlobStore):
         assert list(store.staging.iterdir()) == []  # staged uploads are cleaned up
+
+
+def test_sweeping_abandoned_uploads_spares_live_ones_and_blobs(store: BlobStore) -> None:
+    kept = put(store, b"a stored blob is never swept")
+    crashed = store.writer()  # never committed nor aborted: its process died
+    crashed.write(b"x" * 10_000)
+    part = store.write_part("c" * 32, 1)
+    part.write(b"p" * 5_000)
+    part.commit(None)
+
+    assert store.sweep_abandoned(time.time() - 3600) == 0  # all of it is younger: in flight
+    later = store.write_part("c" * 32, 2)
+    later.write(b"q" * 10)
+    later.commit(None)
+    joined = store.complete_parts(
+        "c" * 32, 2, hashlib.sha256(b"p" * 5_000 + b"q" * 10).hexdigest(), 5_010
+    )
+    assert store.exists(joined.sha256)
+
+    orphan = store.write_part("d" * 32, 1)
+    orphan.write(b"o" * 7_000)
+    orphan.commit(None)
+    freed = store.sweep_abandoned(time.time() + 2)
+    assert freed >= 7_000  # the orphaned part (and, where staged on disk, the crashed writer)
+    with pytest.raises(InvalidInputError, match="missing part"):
+        store.complete_parts("d" * 32, 1, hashlib.sha256(b"o" * 7_000).hexdigest(), 7_000)
+    assert b"".join(store.read(kept)) == b"a stored blob is never swept"
+    assert store.exists(joined.sha256)
+    assert store.sweep_abandoned(time.time() + 2) == 0
+    crashed.abort()  # its file is already gone: abort stays safe

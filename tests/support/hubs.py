@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,17 +80,55 @@ def seed_accounts(hub: Hub) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def start_server(
-    root: Path, backend: str, postgres: PostgresCluster | None, **extra: object
-) -> Iterator[ServerInfo]:
-    settings = settings_for(root, backend, postgres, **extra)
-    hub = build_hub(settings)
-    try:
-        tokens = seed_accounts(hub)
-    finally:
-        hub.close()
-    port = free_port()
+SERVE = [sys.executable, "-m", "kaiyuan", "serve", "--host", "127.0.0.1"]
+
+
+class HubProcess:
+    """One `kaiyuan serve` child on a fixed port: started, stopped, SIGKILLed, started again."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = {**env, "KAIYUAN_DATA_DIR": str(data_dir)}
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*SERVE, "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_up(self.url, self.process)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, as when a machine loses power."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=15)
+
+
+def server_env(root: Path, settings: Settings, **extra: object) -> dict[str, str]:
     env = {
         **os.environ,
         "KAIYUAN_DATA_DIR": str(root),
@@ -100,25 +139,76 @@ def start_server(
         env["KAIYUAN_DATABASE_URL"] = settings.database_url
     for key, value in extra.items():
         env[f"KAIYUAN_{key.upper()}"] = str(value)
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kaiyuan", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    info = ServerInfo(url, backend, root, tokens, env, process)
+    return env
+
+
+@contextlib.contextmanager
+def start_server(
+    root: Path, backend: str, postgres: PostgresCluster | None, **extra: object
+) -> Iterator[ServerInfo]:
+    settings = settings_for(root, backend, postgres, **extra)
+    hub = build_hub(settings)
     try:
-        wait_until_up(url, process)
-        yield info
+        tokens = seed_accounts(hub)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        hub.close()
+    child = HubProcess(root, server_env(root, settings, **extra))
+    try:
+        child.start()
+        yield ServerInfo(child.url, backend, root, tokens, child.env, child.process)
+    finally:
+        child.stop()
+
+
+@dataclass
+class Cluster:
+    """Several server processes over one database and one object store, and the seeded tokens."""
+
+    nodes: list[HubProcess]
+    tokens: dict[str, str]
+    database_url: str
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+
+@contextlib.contextmanager
+def start_cluster(
+    root: Path, postgres: PostgresCluster, endpoint: str, nodes: int = 2, **extra: object
+) -> Iterator[Cluster]:
+    """`nodes` processes sharing a new PostgreSQL database and a new bucket at `endpoint`.
+
+    Each process has its own data directory (staging only); the signing key is shared, as the
+    deployment guide says it must be.
+    """
+    shared: dict[str, object] = {
+        "blob_backend": "s3",
+        "s3_endpoint_url": endpoint,
+        "s3_bucket": f"cluster-{uuid.uuid4().hex[:12]}",
+        "s3_access_key_id": "any",
+        "s3_secret_access_key": "any",
+        "secret_key": "cluster-test-signing-key",
+        **extra,
+    }
+    settings = settings_for(root / "seed", "postgres", postgres, **shared)
+    hub = build_hub(settings)
+    try:
+        tokens = seed_accounts(hub)
+    finally:
+        hub.close()
+    assert settings.database_url is not None
+    children = [
+        HubProcess(root / f"node{n}", server_env(root / f"node{n}", settings, **shared))
+        for n in range(nodes)
+    ]
+    try:
+        for child in children:
+            child.start()
+        yield Cluster(children, tokens, settings.database_url)
+    finally:
+        for child in children:
+            child.stop()
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from kaiyuan.bootstrap import Hub, build_hub
+from kaiyuan.bootstrap import Hub, build_hub, migrate_database
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
 from kaiyuan.services.accounts import parse_scope
@@ -100,7 +100,11 @@ def serve(
     )
     try:
         serving.run(
-            create_app(hub), host=settings.host, port=settings.port, log_level=settings.log_level
+            create_app(hub),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     finally:
         hub.close()
@@ -159,6 +163,23 @@ def _size(value: int) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.2f} {unit}"
         amount /= _KIB
     return f"{amount:.2f} TiB"
+
+
+@admin.command("migrate")
+def admin_migrate(data_dir: DataDir = None) -> None:
+    """Bring the database schema to this version's newest revision (safe to run repeatedly).
+
+    `serve` does this at start too; in a fleet, run it once before rolling out a new version.
+    """
+    settings = _settings(data_dir)
+    try:
+        before, after = migrate_database(settings)
+    except errors.HubError as exc:
+        _fail(exc)
+    if before == after:
+        sys.stdout.write(f"schema already at {after}\n")
+    else:
+        sys.stdout.write(f"schema migrated from {before or 'empty'} to {after}\n")
 
 
 @admin.command("storage")
@@ -225,7 +246,8 @@ def admin_gc(
     verb = "would free" if dry_run else "freed"
     sys.stdout.write(
         f"{verb} {_size(report.bytes_freed)} in {report.blobs} blobs; "
-        f"{report.contents} content records and {report.xorbs} xorbs unreferenced\n"
+        f"{report.contents} content records and {report.xorbs} xorbs unreferenced; "
+        f"{_size(report.abandoned_bytes)} of abandoned uploads removed\n"
     )
 
 

@@ -62,6 +62,14 @@ class StaleParentError(ConflictError):
     """A commit named a parent that is no longer the head of its branch."""
 
 
+class RateLimitedError(HubError):
+    """The caller sent more requests than its limit allows; it may retry after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # --- invalid input --------------------------------------------------------------------------
 class InvalidInputError(HubError):
     """Input that is malformed or breaks a rule: ids, paths, operations, documents."""

@@ -49,6 +49,7 @@ class Principal:
     scope: Scope | None = None
     orgs: tuple[str, ...] = ()
     token_name: str = ""
+    token_id: str = ""  # the token behind the call: what a rate limit counts
 
     @property
     def is_anonymous(self) -> bool:

@@ -81,6 +81,13 @@ class BlobStore(Protocol):
         """Join parts 1..part_count into one blob after digest and size checks; drop the parts."""
         ...
 
+    def sweep_abandoned(self, cutoff: float) -> int:
+        """Delete staged files and parts untouched since `cutoff` (unix seconds).
+
+        They are what uploads cut off by a crash or a vanished client left. Returns bytes freed.
+        """
+        ...
+
 
 class MetadataSession(Protocol):
     """One transaction over the metadata. Everything done in it lands together or not at all."""
@@ -180,6 +187,14 @@ class MetadataSession(Protocol):
     def dangling_file_xorbs(self, *, repair: bool) -> int: ...
     def tree_files_without_content(self, limit: int) -> list[tuple[str, str, str]]: ...
     def refs_without_commit(self, limit: int) -> list[tuple[int, str, str]]: ...
+
+    # rate limits
+    def count_request(self, subject: str, window: int) -> int:
+        """Count one more request by `subject` in minute `window`; returns the count so far.
+
+        Forgets the subject's earlier minutes.
+        """
+        ...
 
     # storage accounting
     def namespace_repo_pks(self, namespace: str) -> list[int]: ...

@@ -12,7 +12,7 @@ from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import AuthenticationError, InvalidInputError, TooLargeError
 from kaiyuan.core.models import Principal
 
-MAX_JSON_BYTES = 16 * 1024 * 1024
+DEFAULT_JSON_DEPTH = 32
 
 
 def hub_of(request: Request) -> Hub:
@@ -32,11 +32,25 @@ def bearer(request: Request) -> str | None:
 
 
 async def caller(request: Request) -> Principal:
-    """The authenticated caller; anonymous without a header, 401 for a bad token."""
+    """The authenticated caller; anonymous without a header, 401 for a bad token.
+
+    Each call counts against the caller's rate limit (per token, or per address when anonymous).
+    """
+    hub = hub_of(request)
     secret = bearer(request)
-    if secret is None:
-        return Principal()
-    return await run_in_threadpool(hub_of(request).accounts.authenticate, secret)
+    principal = (
+        Principal()
+        if secret is None
+        else await run_in_threadpool(hub.accounts.authenticate, secret)
+    )
+    if principal.token_id:
+        subject, limit = f"token:{principal.token_id}", hub.settings.rate_limit_per_minute
+    else:
+        address = request.client.host if request.client else "unknown"
+        subject, limit = f"address:{address}", hub.settings.anonymous_rate_limit_per_minute
+    if limit > 0:
+        await run_in_threadpool(hub.limiter.take, subject, limit)
+    return principal
 
 
 def base_url(request: Request) -> str:
@@ -62,21 +76,40 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
-    return parse_json(await read_body(request, limit))
+async def read_json(request: Request, limit: int | None = None) -> Any:
+    settings = hub_of(request).settings
+    body = await read_body(request, limit or settings.max_json_body_bytes)
+    return parse_json(body, settings.max_json_depth)
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, max_depth: int = DEFAULT_JSON_DEPTH) -> Any:
     """JSON from outside; an empty body is an empty object."""
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise InvalidInputError(f"request body is not valid JSON: {_short(exc)}") from None
+    check_json_depth(value, max_depth)
+    return value
 
 
-async def read_json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+def check_json_depth(value: Any, max_depth: int) -> None:
+    """InvalidInput when arrays and objects nest deeper than `max_depth` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        if depth > max_depth:
+            raise InvalidInputError(f"JSON nests deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+async def read_json_object(request: Request, limit: int | None = None) -> dict[str, Any]:
     data = await read_json(request, limit)
     if not isinstance(data, dict):
         raise InvalidInputError("request body must be a JSON object")

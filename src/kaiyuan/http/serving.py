@@ -67,7 +67,7 @@ class PathsendProtocol(HttpToolsProtocol):
             self.cycle.__class__ = _PathsendCycle
 
 
-def run(app: Any, *, host: str, port: int, log_level: str) -> None:
+def run(app: Any, *, host: str, port: int, log_level: str, forwarded_allow_ips: str) -> None:
     uvicorn.run(
         app,
         host=host,
@@ -76,5 +76,6 @@ def run(app: Any, *, host: str, port: int, log_level: str) -> None:
         http=PathsendProtocol,
         loop="asyncio",  # uvloop has no loop.sendfile; the selector loop sends zero-copy
         proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
         timeout_keep_alive=30,
     )

@@ -88,7 +88,7 @@ class AccountService:
             if token is None or not hmac.compare_digest(token.secret_sha256, _digest(secret)):
                 raise AuthenticationError("Invalid credentials in Authorization header")
             orgs = tuple(session.orgs_of(token.user))
-        return Principal(token.user, token.scope, orgs, token.display_name)
+        return Principal(token.user, token.scope, orgs, token.display_name, token.token_id)
 
     def whoami(self, principal: Principal) -> Principal:
         if principal.is_anonymous:

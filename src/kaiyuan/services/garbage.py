@@ -17,6 +17,8 @@ from kaiyuan.core.errors import BlobNotFoundError
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.services.clock import Clock, utc_now
 
+ABANDONED_AFTER = timedelta(hours=1)
+
 
 @dataclass(slots=True)
 class CollectionReport:
@@ -24,6 +26,7 @@ class CollectionReport:
     xorbs: int = 0
     blobs: int = 0
     bytes_freed: int = 0
+    abandoned_bytes: int = 0  # staged files and parts of uploads that never finished
     dry_run: bool = False
     blob_digests: list[str] = field(default_factory=list)
 
@@ -63,6 +66,11 @@ class GarbageCollector:
         report.contents = len(dead_contents)
         report.xorbs = len(dead_xorbs)
         self._sweep_blobs(known, cutoff.timestamp(), report)
+        if not dry_run:
+            # A live upload's staged file may sit idle while the hub works on it: never sweep
+            # anything touched within the last hour, whatever the grace period.
+            idle_since = self._clock() - max(grace, ABANDONED_AFTER)
+            report.abandoned_bytes = self._blobs.sweep_abandoned(idle_since.timestamp())
         return report
 
     def _sweep_blobs(self, known: set[str], cutoff: float, report: CollectionReport) -> None:

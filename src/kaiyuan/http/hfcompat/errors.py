@@ -27,6 +27,7 @@ _MAPPING: list[tuple[type[e.HubError], int, str | None]] = [
     (e.InvalidInputError, 400, None),
     (e.UnsupportedError, 501, None),
     (e.StorageUnavailableError, 503, None),
+    (e.RateLimitedError, 429, None),
 ]
 
 
@@ -44,6 +45,10 @@ def error_response(error: e.HubError) -> JSONResponse:
         headers["X-Error-Code"] = code
     if isinstance(error, e.EntryNotFoundError) and error.commit_id:
         headers["X-Repo-Commit"] = error.commit_id
+    if isinstance(error, e.RateLimitedError):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, e.StorageUnavailableError):
+        headers["Retry-After"] = "5"  # an outage of the database or store is usually brief
     return JSONResponse({"error": error.message}, status_code=status, headers=headers)
 
 

@@ -68,7 +68,7 @@ async def _paths_from(request: Request) -> list[str]:
     """`paths` from a form body (what the client sends) or a JSON body."""
     body = await read_body(request, MAX_FORM_BYTES)
     if "json" in request.headers.get("content-type", ""):
-        data = parse_json(body)
+        data = parse_json(body, hub_of(request).settings.max_json_depth)
         paths = data.get("paths") if isinstance(data, dict) else None
     else:
         try:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError
 from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.staging import Publish, StagedWriter
+from kaiyuan.storage.blobs.staging import Publish, StagedWriter, sweep_files
 from kaiyuan.storage.blobs.verify import check_upload_id
 
 READ_PIECE = 4 * 1024 * 1024
@@ -106,8 +106,25 @@ class FsBlobStore:
             writer.abort()
             shutil.rmtree(folder, ignore_errors=True)
 
+    def sweep_abandoned(self, cutoff: float) -> int:
+        freed = sweep_files(self._tmp.iterdir(), cutoff)
+        for folder in list(self._parts.iterdir()):
+            parts = list(folder.iterdir()) if folder.is_dir() else []
+            if all(_mtime(p) < cutoff for p in [folder, *parts]):
+                freed += sweep_files(parts, cutoff)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        return freed
+
     def _part_dir(self, upload_id: str) -> Path:
         return self._parts / check_upload_id(upload_id)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _read_range(handle: BinaryIO, start: int, end: int | None) -> Iterator[bytes]:

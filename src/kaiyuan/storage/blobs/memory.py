@@ -82,6 +82,7 @@ class MemoryBlobStore:
         self._blobs: dict[str, bytes] = {}
         self._times: dict[str, float] = {}
         self._parts: dict[str, bytes] = {}
+        self._part_times: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def writer(self) -> _MemoryWriter:
@@ -117,7 +118,16 @@ class MemoryBlobStore:
         check_upload_id(upload_id)
         if part_number < 1:
             raise InvalidInputError("part numbers start at 1")
-        return _MemoryWriter(_Sink(self._parts, f"{upload_id}/{part_number}", self._lock))
+        key = f"{upload_id}/{part_number}"
+        return _MemoryWriter(_Sink(self._parts, key, self._lock, self._part_times))
+
+    def sweep_abandoned(self, cutoff: float) -> int:
+        with self._lock:
+            stale = [k for k in self._parts if self._part_times.get(k, 0.0) < cutoff]
+            freed = sum(len(self._parts.pop(k)) for k in stale)
+            for key in stale:
+                self._part_times.pop(key, None)
+        return freed
 
     def complete_parts(
         self, upload_id: str, part_count: int, expected_sha256: str, expected_size: int

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kaiyuan.core.errors import BlobNotFoundError, InvalidInputError, StorageUnavailableError
 from kaiyuan.core.ids import validate_sha256
 from kaiyuan.core.models import BlobInfo
-from kaiyuan.storage.blobs.staging import Publish, StagedWriter
+from kaiyuan.storage.blobs.staging import Publish, StagedWriter, sweep_files
 from kaiyuan.storage.blobs.verify import check_upload_id
 
 READ_PIECE = 8 * 1024 * 1024
@@ -191,6 +191,19 @@ class S3BlobStore:
                     _storage_errors(key),
                 ):
                     self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def sweep_abandoned(self, cutoff: float) -> int:
+        freed = sweep_files(self.staging.iterdir(), cutoff)
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}parts/"
+        )
+        with _storage_errors("the part listing"):
+            for page in pages:
+                for item in page.get("Contents", []):
+                    if item["LastModified"].timestamp() < cutoff:
+                        self._client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                        freed += int(item["Size"])
+        return freed
 
     def _has(self, key: str) -> bool:
         try:

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,3 +67,19 @@ class StagedWriter:
             self._file = None
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
+
+
+def sweep_files(paths: Iterable[Path], cutoff: float) -> int:
+    """Delete the files among `paths` last written before `cutoff`; returns the bytes freed.
+
+    A live upload writes its staged file continuously, so an old modification time means its
+    writer is gone (a crash, a killed process, a client that vanished).
+    """
+    freed = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+            info = path.stat()
+            if info.st_mtime < cutoff:
+                path.unlink()
+                freed += info.st_size
+    return freed

@@ -44,6 +44,16 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def count_up(engine: Engine, table: Table, keys: dict[str, Any], column: str) -> Insert:
+    """INSERT a row with `column` = 1, or add 1 to it when the key exists; returns the count."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**keys, **{column: 1})
+    counted: Insert = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: table.c[column] + 1}
+    ).returning(table.c[column])
+    return counted
+
+
 def insert_ignoring_duplicates(engine: Engine, table: Table) -> Insert:
     """INSERT that silently skips rows whose primary key is already present."""
     if engine.dialect.name == "postgresql":

@@ -29,8 +29,16 @@ from kaiyuan.core.models import (
 )
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.collection_rows import CollectionRows, ConsistencyRows
-from kaiyuan.storage.sql.dialects import WRITE_FLAG, insert_ignoring_duplicates, make_engine
+from kaiyuan.storage.sql.dialects import (
+    WRITE_FLAG,
+    count_up,
+    insert_ignoring_duplicates,
+    make_engine,
+)
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
+
+# An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.
+MIGRATION_LOCK = 0x4B6169_7975
 
 
 def _utc(value: datetime) -> datetime:
@@ -53,11 +61,22 @@ class SqlMetadataStore:
         with self._connect() as connection:
             connection.info[WRITE_FLAG] = True
             try:
+                if connection.dialect.name == "postgresql":
+                    # Several server processes may start at once: one migrates, the others wait
+                    # for it and then find the schema current. (SQLite: BEGIN IMMEDIATE does it.)
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 connection.commit()
             finally:
                 connection.info[WRITE_FLAG] = False
+
+    def schema_revision(self) -> str | None:
+        """The migration the database is at (None: an empty database)."""
+        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
+        with self._connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
     def _connect(self) -> Connection:
         try:
@@ -90,6 +109,17 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine
+
+    # --- rate limits ----------------------------------------------------------------------
+    def count_request(self, subject: str, window: int) -> int:
+        table = t.request_counts
+        keys = {"subject": subject, "window": window}
+        count = int(self._c.execute(count_up(self._engine, table, keys, "count")).scalar_one())
+        if count == 1:  # the first request of a new minute: drop this subject's older ones
+            self._c.execute(
+                delete(table).where(table.c.subject == subject, table.c.window < window)
+            )
+        return count
 
     # --- accounts -------------------------------------------------------------------------
     def add_account(self, account: Account) -> None:

@@ -160,3 +160,13 @@ repo_objects = Table(
     Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
     Column("sha256", String(64), primary_key=True),
 )
+
+# Requests per caller (`token:<id>` or `address:<ip>`) and minute: rate limits that hold across
+# every server process sharing the database.
+request_counts = Table(
+    "request_counts",
+    metadata,
+    Column("subject", String(128), primary_key=True),
+    Column("window", BigInteger, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
