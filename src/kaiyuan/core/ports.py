@@ -126,6 +126,10 @@ class MetadataSession(Protocol):
         """Compare-and-swap a branch head; False when it no longer points at `old`."""
         ...
 
+    def lock_branch(self, repo: Repo, name: str) -> None:
+        """Hold the branch until the transaction ends, so that commits to it queue up."""
+        ...
+
     def delete_ref(self, repo: Repo, kind: RefKind, name: str) -> None: ...
 
     # commits and trees

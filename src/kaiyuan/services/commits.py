@@ -27,6 +27,10 @@ MAX_MESSAGE_LENGTH = 64 * 1024
 _CAS_ATTEMPTS = 5
 
 
+class _BranchMovedError(Exception):
+    """The branch head changed between reading it and moving it (the lock makes this rare)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PutRegularFile:
     """A small file whose bytes travel inside the commit."""
@@ -127,11 +131,11 @@ class CommitService:
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
         for _ in range(_CAS_ATTEMPTS):
-            commit = self._try_commit(principal, kind, repo_id, branch, request, blobs)
-            if commit is not None:
-                return commit
-            if request.parent_commit:
-                break
+            try:
+                return self._try_commit(principal, kind, repo_id, branch, request, blobs)
+            except _BranchMovedError:
+                if request.parent_commit:
+                    break
         raise StaleParentError(f"branch {branch!r} moved during the commit; retry")
 
     def _try_commit(
@@ -142,10 +146,11 @@ class CommitService:
         branch: str,
         request: CommitRequest,
         blobs: dict[int, BlobInfo],
-    ) -> Commit | None:
-        """One attempt in one transaction; None when the branch moved under us."""
+    ) -> Commit:
+        """One attempt in one transaction; _BranchMovedError (nothing stored) if it raced."""
         with self._store.session(write=True) as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
+            session.lock_branch(repo, branch)
             head = _head(session, repo, branch, request.parent_commit)
             files = trees.flatten(session, self._cache, head.tree)
             _apply(files, request.operations, blobs, head.sha)
@@ -169,7 +174,7 @@ class CommitService:
                 session.add_tree(tree_sha, entries)
             session.add_commit(repo, commit)
             if not session.move_branch(repo, branch, head.sha, sha):
-                return None
+                raise _BranchMovedError  # rolls the whole attempt back
             session.touch_repo(repo, now)
             return commit
 

@@ -272,6 +272,19 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows):
         except SqlIntegrityError:
             raise AlreadyExistsError(f"{ref.kind.value} {ref.name!r} already exists") from None
 
+    def lock_branch(self, repo: Repo, name: str) -> None:
+        # PostgreSQL: a row lock other committers wait on (READ COMMITTED would let them race to
+        # the compare-and-swap). SQLite: writers already hold the database lock (BEGIN IMMEDIATE).
+        self._c.execute(
+            select(t.refs.c.target)
+            .where(
+                t.refs.c.repo_pk == repo.pk,
+                t.refs.c.kind == RefKind.BRANCH.value,
+                t.refs.c.name == name,
+            )
+            .with_for_update()
+        )
+
     def move_branch(self, repo: Repo, name: str, old: str, new: str) -> bool:
         result = self._c.execute(
             update(t.refs)
