@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import threading
 import time
@@ -55,7 +56,7 @@ def cluster(
         yield running
 
 
-def api(cluster: Cluster, node: int, token: str = "alice") -> HfApi:
+def api(cluster: Cluster, node: int, token: str = "alice") -> HfApi:  # noqa: S107 - a name
     return HfApi(endpoint=cluster.urls[node], token=cluster.tokens[token])
 
 
@@ -214,7 +215,7 @@ def test_concurrent_commits_without_parent_all_land_in_one_line(cluster: Cluster
     files = set(api(cluster, 0).list_repo_files(repo_id))
     assert {f"w{n}/{k}.txt" for n in range(writers) for k in range(each)} <= files
     # One line: each commit's parent is the next one down the list, nothing branched off.
-    for newer, older in zip(history, history[1:], strict=False):
+    for newer, older in itertools.pairwise(history):
         page = httpx.get(f"{cluster.urls[0]}/api/models/{repo_id}/commits/{newer.commit_id}")
         assert page.json()[1]["id"] == older.commit_id
 
