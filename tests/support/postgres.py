@@ -47,6 +47,10 @@ class PostgresCluster:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data directory and port."""
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             "pg_ctl",
@@ -67,6 +71,10 @@ class PostgresCluster:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError("PostgreSQL did not start")
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: connections are cut), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")

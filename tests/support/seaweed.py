@@ -30,6 +30,7 @@ class SeaweedServer:
         self.root = root
         self.s3_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
@@ -38,8 +39,11 @@ class SeaweedServer:
     def start(self) -> None:
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
-        ports = {name: _grpc_safe_port() for name in ("master", "volume", "filer")}
-        log = (self.root / "weed.log").open("wb")
+        # The same ports on a restart: the volume server finds its master where it was.
+        ports = self._ports = self._ports or {
+            name: _grpc_safe_port() for name in ("master", "volume", "filer")
+        }
+        log = (self.root / "weed.log").open("ab")
         self._process = subprocess.Popen(
             [
                 self._weed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from kaiyuan.services.contents import ContentStore
 MAX_TITLE_LENGTH = 1000
 MAX_MESSAGE_LENGTH = 64 * 1024
 _CAS_ATTEMPTS = 5
+_INLINE_WRITERS = 8
 
 
 class _BranchMovedError(Exception):
@@ -210,19 +212,25 @@ class CommitService:
             if op.size is not None and op.size < 0:
                 raise InvalidInputError(f"negative size for {op.path!r}")
 
+    def _store_inline(self, content: bytes) -> BlobInfo:
+        writer = self._blobs.writer()
+        try:
+            writer.write(content)
+            return writer.commit()
+        finally:
+            writer.abort()
+
     def _store_contents(self, operations: list[Operation]) -> dict[int, BlobInfo]:
         """The blob behind each put operation, by operation index; inline bytes get stored."""
-        stored: dict[int, BlobInfo] = {}
+        inline = [
+            (i, op.content) for i, op in enumerate(operations) if isinstance(op, PutRegularFile)
+        ]
+        # Small files are many and each is one round trip to an object store: write in parallel.
+        with ThreadPoolExecutor(max_workers=_INLINE_WRITERS) as pool:
+            infos = pool.map(self._store_inline, [content for _, content in inline])
+            stored = dict(zip([i for i, _ in inline], infos, strict=True))
         for index, op in enumerate(operations):
-            if isinstance(op, PutRegularFile):
-                writer = self._blobs.writer()
-                try:
-                    writer.write(op.content)
-                    info = writer.commit()
-                finally:
-                    writer.abort()
-                stored[index] = info
-            elif isinstance(op, PutLfsFile):
+            if isinstance(op, PutLfsFile):
                 try:
                     info = self._contents.stat(op.sha256)
                 except BlobNotFoundError:

@@ -8,6 +8,7 @@ are read in a worker thread and written in 8 MiB pieces.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,7 +98,15 @@ async def send_content(
         return SegmentsResponse(status, headers, local=[], stream=lambda: iter(()))
     segments = await run_in_threadpool(locate, start, end)
     files = await run_in_threadpool(local, segments)
-    return SegmentsResponse(status, headers, local=files, stream=lambda: read(segments))
+    if files is not None:
+        return SegmentsResponse(status, headers, local=files, stream=lambda: read(segments))
+    # Read the first piece before the status goes out: a store that cannot be reached is then
+    # a clear 503, not a 200 cut off after its headers.
+    pieces = read(segments)
+    first = await run_in_threadpool(next, pieces, b"")
+    return SegmentsResponse(
+        status, headers, local=None, stream=lambda: itertools.chain([first], pieces)
+    )
 
 
 class Unsatisfiable:

@@ -97,7 +97,12 @@ class S3BlobStore:
 
     def upload(self, path: Path, key: str) -> None:
         with _storage_errors(f"object {key}"):
-            self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
+            if path.stat().st_size < _TRANSFER.multipart_threshold:
+                # One PUT: the transfer manager's thread pool costs more than small files take.
+                with path.open("rb") as body:
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            else:
+                self._client.upload_file(str(path), self.bucket, key, Config=_TRANSFER)
 
     # --- BlobStore ---------------------------------------------------------------------------
     def writer(self) -> StagedWriter:
