@@ -6,8 +6,9 @@ import fnmatch
 from dataclasses import dataclass
 
 from kaiyuan.core.errors import HubError, InvalidInputError
-from kaiyuan.core.ids import validate_path
-from kaiyuan.core.models import FileEntry, ResolvedRevision
+from kaiyuan.core.ids import RepoId, RepoKind, validate_path
+from kaiyuan.core.models import FileEntry, Principal, ResolvedRevision
+from kaiyuan.services import access
 from kaiyuan.services.reads import ReadService
 
 GITATTRIBUTES = ".gitattributes"
@@ -27,6 +28,21 @@ class Decision:
     path: str
     lfs: bool
     remote_oid: str | None  # what the file is now at the revision (sha256 for LFS, git sha1 else)
+
+
+def plan(
+    reads: ReadService,
+    principal: Principal,
+    kind: RepoKind,
+    repo_id: RepoId,
+    revision: str,
+    candidates: list[Candidate],
+    lfs_threshold: int,
+) -> list[Decision]:
+    """How the caller should send each file; asking needs write access, like the commit."""
+    at = reads.resolve(principal, kind, repo_id, revision)
+    access.require_write(principal, repo_id.namespace)
+    return decide(reads, at, candidates, lfs_threshold)
 
 
 def decide(

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from kaiyuan.core.errors import InvalidInputError
+from kaiyuan.http.context import DEFAULT_JSON_DEPTH, check_json_depth
 from kaiyuan.services.commits import (
     CommitRequest,
     DeleteFile,
@@ -18,13 +19,13 @@ from kaiyuan.services.commits import (
 )
 
 
-def parse_commit(body: bytes) -> CommitRequest:
+def parse_commit(body: bytes, max_depth: int = DEFAULT_JSON_DEPTH) -> CommitRequest:
     header: dict[str, Any] | None = None
     operations: list[Operation] = []
     for number, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
             continue
-        key, value = _line(line, number)
+        key, value = _line(line, number, max_depth)
         if key == "header":
             if header is not None or operations:
                 raise InvalidInputError(f"line {number}: the header must come first, once")
@@ -41,11 +42,15 @@ def parse_commit(body: bytes) -> CommitRequest:
     return CommitRequest(summary, description, operations, parent or None)
 
 
-def _line(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
+def _line(line: bytes, number: int, max_depth: int) -> tuple[str, dict[str, Any]]:
     try:
         item = json.loads(line)
     except (ValueError, RecursionError):  # bad JSON or UTF-8, huge integers, deep nesting
         raise InvalidInputError(f"line {number} is not valid JSON") from None
+    try:
+        check_json_depth(item, max_depth)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"line {number}: {exc.message}") from None
     if not isinstance(item, dict) or not isinstance(item.get("key"), str):
         raise InvalidInputError(f"line {number}: expected an object with a string 'key'")
     value = item.get("value")

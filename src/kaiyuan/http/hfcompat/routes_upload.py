@@ -17,7 +17,7 @@ from kaiyuan.http.context import base_url, caller, field, hub_of, read_body, rea
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.ndjson import parse_commit
 from kaiyuan.http.hfcompat.routes_repos import repo_url
-from kaiyuan.services.preupload import Candidate, decide
+from kaiyuan.services.preupload import Candidate, plan
 from kaiyuan.services.uploads import ObjectPlan, SizedWriter, UploadGrant
 
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
@@ -40,8 +40,8 @@ async def preupload(request: Request, kind: RepoKind, repo_id: RepoId, args: lis
     hub = hub_of(request)
 
     def run() -> list[Any]:
-        at = hub.reads.resolve(principal, kind, repo_id, args[0])
-        return decide(hub.reads, at, candidates, hub.settings.lfs_threshold_bytes)
+        threshold = hub.settings.lfs_threshold_bytes
+        return plan(hub.reads, principal, kind, repo_id, args[0], candidates, threshold)
 
     decisions = await run_in_threadpool(run)
     return JSONResponse(
@@ -81,7 +81,7 @@ async def commit(request: Request, kind: RepoKind, repo_id: RepoId, args: list[s
     principal = await caller(request)
     hub = hub_of(request)
     body = await read_body(request, hub.settings.max_commit_body_bytes)
-    parsed = parse_commit(body)
+    parsed = parse_commit(body, hub.settings.max_json_depth)
     branch = args[0]
     result = await run_in_threadpool(hub.commits.commit, principal, kind, repo_id, branch, parsed)
     url = f"{repo_url(base_url(request), kind, repo_id)}/commit/{result.sha}"

@@ -1,0 +1,295 @@
+"""Every read and write endpoint x every kind of caller x public and private repositories.
+
+One table: each cell is a request and the statuses allowed for it, derived from one rule
+(`expected`). A refused read of a private repository must not leak anything about it (it looks
+exactly like a repository that does not exist). The repositories belong to the organisation
+`acme`, whose only member is alice.
+
+Gated repositories are part of the lineage-and-licences work (issue 4); their column is added
+with that capability.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from huggingface_hub import HfApi
+
+from tests.support.hostile import LFS_CONTENT, LFS_JSON, NDJSON, header, ndjson, put_file, sha256
+from tests.support.hubs import ServerInfo, start_server
+
+pytestmark = pytest.mark.slow
+
+CALLERS = ("anonymous", "non-member", "member-read", "other-namespace-write", "owner")
+VISIBILITY = ("public", "private")
+
+
+@dataclass
+class Matrix:
+    server: ServerInfo
+    tokens: dict[str, str | None]
+    repos: dict[str, str]  # visibility -> repo id
+
+    def owner(self) -> HfApi:
+        return HfApi(endpoint=self.server.url, token=self.tokens["owner"])
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    root = tmp_path_factory.mktemp("matrix")
+    with start_server(root, "sqlite", None) as server:
+
+        def admin(*args: str) -> str:
+            return subprocess.run(
+                [sys.executable, "-m", "kaiyuan", "admin", *args],
+                env=server.env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout.strip()
+
+        admin("user", "create", "carol")
+        tokens: dict[str, str | None] = {
+            "anonymous": None,
+            "non-member": admin("token", "create", "carol", "--scope", "read"),
+            "member-read": server.tokens["alice_read"],
+            "other-namespace-write": server.bob,
+            "owner": server.alice,
+        }
+        api = HfApi(endpoint=server.url, token=server.alice)
+        repos = {}
+        for visibility in VISIBILITY:
+            repo_id = f"acme/{visibility}-model"
+            api.create_repo(repo_id, private=visibility == "private")
+            api.upload_file(path_or_fileobj=b"{}\n", path_in_repo="config.json", repo_id=repo_id)
+            api.upload_file(
+                path_or_fileobj=LFS_CONTENT, path_in_repo="weights.bin", repo_id=repo_id
+            )
+            repos[visibility] = repo_id
+        yield Matrix(server, tokens, repos)
+
+
+# --- the endpoints --------------------------------------------------------------------------
+Prepare = Callable[[Matrix, str], str]  # (matrix, repo id) -> a name the request acts on
+
+
+def nothing(_matrix: Matrix, _repo_id: str) -> str:
+    return ""
+
+
+def a_branch(matrix: Matrix, repo_id: str) -> str:
+    name = f"b-{uuid.uuid4().hex[:8]}"
+    matrix.owner().create_branch(repo_id, branch=name)
+    return name
+
+
+def a_tag(matrix: Matrix, repo_id: str) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    matrix.owner().create_tag(repo_id, tag=name)
+    return name
+
+
+def a_repo(matrix: Matrix, repo_id: str) -> str:
+    """A disposable repository as visible as `repo_id`, for the delete endpoint."""
+    private = matrix.owner().model_info(repo_id).private
+    name = f"acme/doomed-{uuid.uuid4().hex[:8]}"
+    matrix.owner().create_repo(name, private=bool(private))
+    return name
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    writes: bool
+    method: str
+    path: str  # {repo} and {name} are filled in
+    body: Callable[[str], dict[str, object]] = lambda _name: {}
+    prepare: Prepare = nothing
+
+
+def _commit_body(_name: str) -> dict[str, object]:
+    return {
+        "content": ndjson(header(), put_file(f"m-{uuid.uuid4().hex[:6]}.txt", b"m")),
+        "headers": NDJSON,
+    }
+
+
+def _batch(operation: str) -> Callable[[str], dict[str, object]]:
+    def body(_name: str) -> dict[str, object]:
+        obj = {"oid": sha256(LFS_CONTENT), "size": len(LFS_CONTENT)}
+        if operation == "upload":
+            obj = {"oid": "ab" * 32, "size": 3}
+        return {
+            "json": {"operation": operation, "transfers": ["basic"], "objects": [obj]},
+            "headers": LFS_JSON,
+        }
+
+    return body
+
+
+ENDPOINTS = [
+    # reads: HF-compatible API, file downloads, Xet, native API
+    Endpoint("model info", False, "GET", "/api/models/{repo}"),
+    Endpoint("revision info", False, "GET", "/api/models/{repo}/revision/main"),
+    Endpoint("tree", False, "GET", "/api/models/{repo}/tree/main"),
+    Endpoint("refs", False, "GET", "/api/models/{repo}/refs"),
+    Endpoint("commits", False, "GET", "/api/models/{repo}/commits/main"),
+    Endpoint(
+        "paths-info",
+        False,
+        "POST",
+        "/api/models/{repo}/paths-info/main",
+        lambda _n: {"data": {"paths": "config.json"}},
+    ),
+    Endpoint("resolve small file", False, "GET", "/{repo}/resolve/main/config.json"),
+    Endpoint("resolve HEAD", False, "HEAD", "/{repo}/resolve/main/weights.bin"),
+    Endpoint("resolve LFS file", False, "GET", "/{repo}/resolve/main/weights.bin"),
+    Endpoint("xet read token", False, "GET", "/api/models/{repo}/xet-read-token/main"),
+    Endpoint("storage of repo", False, "GET", "/api/storage/models/{repo}"),
+    # writes
+    Endpoint(
+        "preupload",
+        True,
+        "POST",
+        "/api/models/{repo}/preupload/main",
+        lambda _n: {"json": {"files": [{"path": "x.txt", "size": 1, "sample": "eA=="}]}},
+    ),
+    Endpoint("commit", True, "POST", "/api/models/{repo}/commit/main", _commit_body),
+    Endpoint(
+        "create branch",
+        True,
+        "POST",
+        "/api/models/{repo}/branch/{name}",
+        prepare=lambda _m, _r: f"nb-{uuid.uuid4().hex[:8]}",
+    ),
+    Endpoint("delete branch", True, "DELETE", "/api/models/{repo}/branch/{name}", prepare=a_branch),
+    Endpoint(
+        "create tag",
+        True,
+        "POST",
+        "/api/models/{repo}/tag/main",
+        lambda _n: {"json": {"tag": f"nt-{uuid.uuid4().hex[:8]}"}},
+    ),
+    Endpoint("delete tag", True, "DELETE", "/api/models/{repo}/tag/{name}", prepare=a_tag),
+    Endpoint(
+        "LFS batch upload", True, "POST", "/{repo}.git/info/lfs/objects/batch", _batch("upload")
+    ),
+    Endpoint("xet write token", True, "GET", "/api/models/{repo}/xet-write-token/main"),
+    Endpoint(
+        "delete repo",
+        True,
+        "DELETE",
+        "/api/repos/delete",
+        lambda name: {
+            "json": {"name": name.split("/")[1], "organization": "acme", "type": "model"}
+        },
+        prepare=a_repo,
+    ),
+]
+
+
+def settings_endpoint(private: bool) -> Endpoint:
+    return Endpoint(
+        "settings",
+        True,
+        "PUT",
+        "/api/models/{repo}/settings",
+        lambda _n: {"json": {"private": private}},
+    )
+
+
+def expected(endpoint: Endpoint, caller: str, visibility: str) -> set[int]:
+    """The rule every cell follows."""
+    member = caller in {"owner", "member-read"}
+    if visibility == "private" and not member:
+        # Invisible: exactly what a repository that does not exist answers.
+        return {401, 404} if caller == "anonymous" else {404}
+    if not endpoint.writes:
+        return {200}
+    if caller == "owner":
+        return {200, 201, 204}
+    return {401} if caller == "anonymous" else {403}
+
+
+def cells() -> Iterator[tuple[Endpoint, str, str]]:
+    for visibility in VISIBILITY:
+        for endpoint in [*ENDPOINTS, settings_endpoint(visibility == "private")]:
+            for caller in CALLERS:
+                yield endpoint, caller, visibility
+
+
+def send(
+    matrix: Matrix, endpoint: Endpoint, path: str, name: str, token: str | None
+) -> httpx.Response:
+    spec = endpoint.body(name)
+    headers = dict(spec.pop("headers", {}))  # type: ignore[call-overload]
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.request(
+        endpoint.method, matrix.server.url + path, headers=headers, timeout=30, **spec
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "caller", "visibility"),
+    list(cells()),
+    ids=[f"{v}-{e.name.replace(' ', '_')}-{c}" for e, c, v in cells()],
+)
+def test_cell(matrix: Matrix, endpoint: Endpoint, caller: str, visibility: str) -> None:
+    repo_id = matrix.repos[visibility]
+    name = endpoint.prepare(matrix, repo_id)
+    target = name if endpoint.prepare is a_repo else repo_id
+    path = endpoint.path.format(repo=target, name=name)
+    response = send(matrix, endpoint, path, name, matrix.tokens[caller])
+    allowed = expected(endpoint, caller, visibility)
+    assert response.status_code in allowed, (
+        f"{endpoint.method} {path} as {caller}: {response.status_code} {response.text[:200]}"
+    )
+    if response.status_code >= 400 and visibility == "private":
+        leaked = response.text + " ".join(response.headers.values())
+        for secret in ("config.json", "weights.bin", sha256(LFS_CONTENT)):
+            assert secret not in leaked, f"{caller} learned {secret!r} from {path}"
+    if response.status_code == 404 and visibility == "private":
+        # Indistinguishable from a repository that does not exist at all.
+        elsewhere = path.replace(repo_id, "acme/no-such-model")
+        missing = send(matrix, endpoint, elsewhere, name, matrix.tokens[caller])
+        assert missing.status_code == 404
+        assert missing.headers.get("x-error-code") == response.headers.get("x-error-code")
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_listing_shows_private_repositories_to_members_only(matrix: Matrix, caller: str) -> None:
+    token = matrix.tokens[caller]
+    listed = httpx.get(
+        f"{matrix.server.url}/api/models?author=acme",
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    assert listed.status_code == 200
+    ids = {m["id"] for m in listed.json()}
+    assert matrix.repos["public"] in ids
+    assert (matrix.repos["private"] in ids) == (caller in {"owner", "member-read"})
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_cas_refuses_hub_tokens(matrix: Matrix, caller: str) -> None:
+    """The CAS takes only the short-lived, repository-bound Xet tokens, never a hub token."""
+    token = matrix.tokens[caller]
+    for method, path in (
+        ("POST", "/cas/v1/shards"),
+        ("GET", f"/cas/v1/reconstructions/{'0' * 64}"),
+        ("POST", f"/cas/v1/xorbs/default/{'0' * 64}"),
+    ):
+        answer = httpx.request(
+            method,
+            matrix.server.url + path,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+            content=b"",
+        )
+        assert answer.status_code == 401, (caller, path, answer.text)
