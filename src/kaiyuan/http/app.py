@@ -14,13 +14,21 @@ from kaiyuan.http.hfcompat.errors import handle_hub_error, handle_unexpected
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(title="Kaiyuan", version=__version__, docs_url=None, redoc_url=None)
+    # The OpenAPI document describes the native API; the HF-compatible and Xet CAS routes follow
+    # their own protocols (see COMPAT.md) and stay out of it.
+    app = FastAPI(
+        title="Kaiyuan native API",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     app.state.hub = hub
     app.add_exception_handler(HubError, handle_hub_error)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.include_router(routes_repos.router)
-    app.include_router(cas_routes.router)
+    app.include_router(routes_repos.router, include_in_schema=False)
+    app.include_router(cas_routes.router, include_in_schema=False)
     app.include_router(storage_routes.router)
     # The catch-all routes come last: they match any path.
-    app.include_router(dispatch.router)
+    app.include_router(dispatch.router, include_in_schema=False)
     return app

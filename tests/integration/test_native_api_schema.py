@@ -1,0 +1,67 @@
+"""schemathesis against the native API's OpenAPI document, on a live server.
+
+Generated requests (valid and invalid) must never make a 5xx, and every answer must match what
+the document declares: status codes, content types, response bodies.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from kaiyuan.core.errors import InvalidInputError
+from kaiyuan.core.ids import RepoId
+from tests.support.hostile import auth
+from tests.support.hubs import ServerInfo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def native_schema(server: ServerInfo) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{server.url}/api/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("native_schema")
+
+
+def _valid_name(value: str) -> bool:
+    try:
+        RepoId(value, value)
+    except InvalidInputError:
+        return False
+    return True
+
+
+# What the document calls a `repo-name`: the hub's own rule decides.
+schemathesis.openapi.format(
+    "repo-name",
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_]{0,20}([._-][A-Za-z0-9_]{1,10}){0,3}\Z").filter(
+        _valid_name
+    ),
+)
+
+
+def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
+    document = httpx.get(f"{server.url}/api/openapi.json").json()
+    paths = set(document["paths"])
+    assert paths == {
+        "/api/storage",
+        "/api/storage/{namespace}",
+        "/api/storage/{kind}/{namespace}/{name}",
+    }
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_native_api_conforms_signed_in(case: schemathesis.Case, server: ServerInfo) -> None:
+    case.call_and_validate(headers=auth(server.alice))
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_native_api_conforms_anonymous(case: schemathesis.Case) -> None:
+    case.call_and_validate()
