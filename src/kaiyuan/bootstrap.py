@@ -14,6 +14,7 @@ from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
+from kaiyuan.services.gating import GatingService
 from kaiyuan.services.limits import RateLimiter
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
@@ -45,6 +46,7 @@ class Hub:
     garbage: GarbageCollector
     fsck: ConsistencyChecker
     limiter: RateLimiter
+    gating: GatingService
 
     def close(self) -> None:
         self.metadata.close()
@@ -122,6 +124,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         garbage=GarbageCollector(metadata, blobs),
         fsck=ConsistencyChecker(metadata, blobs, contents),
         limiter=RateLimiter(metadata),
+        gating=GatingService(metadata),
     )
 
 

@@ -11,7 +11,17 @@ import pytest
 
 from kaiyuan.core.errors import AlreadyExistsError
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.core.models import Account, BlobInfo, Commit, Ref, RefKind, TreeEntry
+from kaiyuan.core.models import (
+    AccessRequest,
+    AccessStatus,
+    Account,
+    BlobInfo,
+    Commit,
+    Gating,
+    Ref,
+    RefKind,
+    TreeEntry,
+)
 from kaiyuan.storage.sql.store import SqlMetadataStore
 from tests.support.postgres import PostgresCluster
 
@@ -144,3 +154,37 @@ def test_concurrent_compare_and_swap_has_one_winner(store: SqlMetadataStore) -> 
     for t in threads:
         t.join()
     assert wins.count(True) == 1
+
+
+def test_gating_and_access_requests(store: SqlMetadataStore) -> None:
+    seed(store)
+    with store.session(write=True) as s:
+        repo = s.add_repo(RepoKind.MODEL, RepoId("acme", "gated"), False, NOW)
+        assert repo.gated is None
+        s.set_gated(repo, Gating.MANUAL)
+    with store.session() as s:
+        repo = s.get_repo(RepoKind.MODEL, RepoId("acme", "gated"))
+        assert repo is not None
+        assert repo.gated is Gating.MANUAL
+        assert s.get_access_request(repo, "alice") is None
+    asked = AccessRequest("r1", "alice", AccessStatus.PENDING, {"org": "学院"}, NOW)
+    with store.session(write=True) as s:
+        s.save_access_request(repo, asked)
+    with store.session() as s:
+        assert s.get_access_request(repo, "alice") == asked
+        assert s.access_requests(repo, AccessStatus.PENDING) == [asked]
+        assert s.access_requests(repo, AccessStatus.ACCEPTED) == []
+    decided = AccessRequest(
+        "r1", "alice", AccessStatus.REJECTED, {"org": "学院"}, NOW, NOW, "bob", "no reason"
+    )
+    with store.session(write=True) as s:
+        s.save_access_request(repo, decided)  # replaces the request, one per user
+    with store.session() as s:
+        assert s.access_requests(repo, AccessStatus.PENDING) == []
+        assert s.access_requests(repo, AccessStatus.REJECTED) == [decided]
+    with store.session(write=True) as s:
+        s.set_gated(repo, None)
+    with store.session() as s:
+        found = s.get_repo(RepoKind.MODEL, RepoId("acme", "gated"))
+        assert found is not None
+        assert found.gated is None

@@ -1,12 +1,12 @@
-"""Every read and write endpoint x every kind of caller x public and private repositories.
+"""Every read and write endpoint x every kind of caller x public, private and gated repositories.
 
 One table: each cell is a request and the statuses allowed for it, derived from one rule
 (`expected`). A refused read of a private repository must not leak anything about it (it looks
 exactly like a repository that does not exist). The repositories belong to the organisation
-`acme`, whose only member is alice.
+`acme`, whose only member is alice. The gated one (manual) is public: everyone sees it, only
+members and accepted requests get its files.
 
-Gated repositories are part of the lineage-and-licences work (issue 4); their column is added
-with that capability.
+The web pages join the table when the web interface exists.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.support.hubs import ServerInfo, start_server
 pytestmark = pytest.mark.slow
 
 CALLERS = ("anonymous", "non-member", "member-read", "other-namespace-write", "owner")
-VISIBILITY = ("public", "private")
+VISIBILITY = ("public", "private", "gated")
 
 
 @dataclass
@@ -72,6 +72,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             api.upload_file(
                 path_or_fileobj=LFS_CONTENT, path_in_repo="weights.bin", repo_id=repo_id
             )
+            if visibility == "gated":
+                api.update_repo_settings(repo_id, gated="manual")
             repos[visibility] = repo_id
         yield Matrix(server, tokens, repos)
 
@@ -112,6 +114,7 @@ class Endpoint:
     path: str  # {repo} and {name} are filled in
     body: Callable[[str], dict[str, object]] = lambda _name: {}
     prepare: Prepare = nothing
+    files: bool = False  # hands out file contents (what a gated repository withholds)
 
 
 def _commit_body(_name: str) -> dict[str, object]:
@@ -148,10 +151,10 @@ ENDPOINTS = [
         "/api/models/{repo}/paths-info/main",
         lambda _n: {"data": {"paths": "config.json"}},
     ),
-    Endpoint("resolve small file", False, "GET", "/{repo}/resolve/main/config.json"),
-    Endpoint("resolve HEAD", False, "HEAD", "/{repo}/resolve/main/weights.bin"),
-    Endpoint("resolve LFS file", False, "GET", "/{repo}/resolve/main/weights.bin"),
-    Endpoint("xet read token", False, "GET", "/api/models/{repo}/xet-read-token/main"),
+    Endpoint("resolve small file", False, "GET", "/{repo}/resolve/main/config.json", files=True),
+    Endpoint("resolve HEAD", False, "HEAD", "/{repo}/resolve/main/weights.bin", files=True),
+    Endpoint("resolve LFS file", False, "GET", "/{repo}/resolve/main/weights.bin", files=True),
+    Endpoint("xet read token", False, "GET", "/api/models/{repo}/xet-read-token/main", files=True),
     Endpoint("storage of repo", False, "GET", "/api/storage/models/{repo}"),
     # writes
     Endpoint(
@@ -195,13 +198,11 @@ ENDPOINTS = [
 ]
 
 
-def settings_endpoint(private: bool) -> Endpoint:
+def settings_endpoint(visibility: str) -> Endpoint:
+    """Setting what the repository already is: allowed or refused, it changes nothing."""
+    setting = {"gated": "manual"} if visibility == "gated" else {"private": visibility == "private"}
     return Endpoint(
-        "settings",
-        True,
-        "PUT",
-        "/api/models/{repo}/settings",
-        lambda _n: {"json": {"private": private}},
+        "settings", True, "PUT", "/api/models/{repo}/settings", lambda _n: {"json": setting}
     )
 
 
@@ -212,6 +213,8 @@ def expected(endpoint: Endpoint, caller: str, visibility: str) -> set[int]:
         # Invisible: exactly what a repository that does not exist answers.
         return {401, 404} if caller == "anonymous" else {404}
     if not endpoint.writes:
+        if visibility == "gated" and endpoint.files and not member:
+            return {401} if caller == "anonymous" else {403}  # X-Error-Code: GatedRepo
         return {200}
     if caller == "owner":
         return {200, 201, 204}
@@ -220,7 +223,7 @@ def expected(endpoint: Endpoint, caller: str, visibility: str) -> set[int]:
 
 def cells() -> Iterator[tuple[Endpoint, str, str]]:
     for visibility in VISIBILITY:
-        for endpoint in [*ENDPOINTS, settings_endpoint(visibility == "private")]:
+        for endpoint in [*ENDPOINTS, settings_endpoint(visibility)]:
             for caller in CALLERS:
                 yield endpoint, caller, visibility
 
@@ -256,6 +259,10 @@ def test_cell(matrix: Matrix, endpoint: Endpoint, caller: str, visibility: str) 
         leaked = response.text + " ".join(response.headers.values())
         for secret in ("config.json", "weights.bin", sha256(LFS_CONTENT)):
             assert secret not in leaked, f"{caller} learned {secret!r} from {path}"
+    if response.status_code >= 400 and visibility == "gated" and endpoint.files:
+        assert response.headers.get("x-error-code") == "GatedRepo"  # the client's GatedRepoError
+        assert LFS_CONTENT[:20] not in response.content
+        assert "x-xet-hash" not in response.headers
     if response.status_code == 404 and visibility == "private":
         # Indistinguishable from a repository that does not exist at all.
         elsewhere = path.replace(repo_id, "acme/no-such-model")

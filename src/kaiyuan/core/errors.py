@@ -83,6 +83,14 @@ class IntegrityError(InvalidInputError):
     """Bytes that do not match the digest or size they were announced with."""
 
 
+class GatedRepoError(AccessDeniedError):
+    """The repository is gated and the caller has not been granted its files (yet)."""
+
+    def __init__(self, message: str, *, signed_in: bool) -> None:
+        super().__init__(message)
+        self.signed_in = signed_in
+
+
 class ProtectedRefError(AccessDeniedError):
     """The default branch cannot be deleted."""
 

@@ -15,6 +15,19 @@ class Scope(StrEnum):
     WRITE = "write"
 
 
+class Gating(StrEnum):
+    """How a gated repository grants access to its files: at once, or after review."""
+
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class AccessStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
 class RefKind(StrEnum):
     BRANCH = "branch"
     TAG = "tag"
@@ -68,6 +81,21 @@ class Repo:
     created_at: datetime
     updated_at: datetime
     default_branch: str = "main"
+    gated: Gating | None = None  # None: files are for whoever may see the repository
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """A user's request for the files of a gated repository, and what became of it."""
+
+    request_id: str
+    user: str
+    status: AccessStatus
+    fields: dict[str, str]  # the answers to the repository's request form
+    requested_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None  # the member who decided; None when granted automatically
+    reason: str | None = None  # why it was rejected
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,13 @@ from typing import Protocol
 
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import (
+    AccessRequest,
+    AccessStatus,
     AccessToken,
     Account,
     BlobInfo,
     Commit,
+    Gating,
     Ref,
     RefKind,
     Repo,
@@ -107,6 +110,15 @@ class MetadataSession(Protocol):
     def delete_repo(self, repo: Repo) -> None: ...
     def touch_repo(self, repo: Repo, now: datetime) -> None: ...
     def set_private(self, repo: Repo, private: bool) -> None: ...
+
+    # gated repositories
+    def set_gated(self, repo: Repo, gated: Gating | None) -> None: ...
+    def get_access_request(self, repo: Repo, user: str) -> AccessRequest | None: ...
+    def save_access_request(self, repo: Repo, request: AccessRequest) -> None:
+        """Insert or replace the user's request for this repository."""
+        ...
+
+    def access_requests(self, repo: Repo, status: AccessStatus) -> list[AccessRequest]: ...
     def list_repos(
         self,
         kind: RepoKind,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from kaiyuan.core.errors import AccessDeniedError, AuthenticationError, RepoNotFoundError
+from kaiyuan.core.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    GatedRepoError,
+    RepoNotFoundError,
+)
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.core.models import Principal, Repo, Scope
+from kaiyuan.core.models import AccessStatus, Principal, Repo, Scope
 from kaiyuan.core.ports import MetadataSession
 
 
@@ -33,6 +38,28 @@ def require_write(principal: Principal, namespace: str) -> None:
         raise AccessDeniedError("this token has read scope; a write token is required")
     if namespace not in namespaces_of(principal):
         raise AccessDeniedError(f"user {principal.user!r} may not write to namespace {namespace!r}")
+
+
+def require_files(session: MetadataSession, principal: Principal, repo: Repo) -> None:
+    """A gated repository's files: for its namespace's members and for accepted requests."""
+    if repo.gated is None or repo.repo_id.namespace in namespaces_of(principal):
+        return
+    what = f"{repo.kind.value} {repo.repo_id}"
+    if principal.user is None:
+        raise GatedRepoError(
+            f"Access to {what} is restricted. You must have access to it and be authenticated "
+            "to access it. Please log in.",
+            signed_in=False,
+        )
+    request = session.get_access_request(repo, principal.user)
+    if request is None or request.status is not AccessStatus.ACCEPTED:
+        state = "is still pending" if request and request.status is AccessStatus.PENDING else ""
+        raise GatedRepoError(
+            f"Access to {what} is restricted and you are not in the authorized list"
+            + (f" (your request {state})" if state else "; ask for access first")
+            + ".",
+            signed_in=True,
+        )
 
 
 def visible_repo(

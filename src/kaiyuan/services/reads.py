@@ -24,11 +24,23 @@ class ReadService:
         self._cache = cache
 
     def resolve(
-        self, principal: Principal, kind: RepoKind, repo_id: RepoId, revision: str | None
+        self,
+        principal: Principal,
+        kind: RepoKind,
+        repo_id: RepoId,
+        revision: str | None,
+        *,
+        files: bool = False,
     ) -> ResolvedRevision:
-        """The commit a revision names, for a caller allowed to see the repository."""
+        """The commit a revision names, for a caller allowed to see the repository.
+
+        `files=True`: the caller wants file contents, which a gated repository keeps for those
+        it granted access.
+        """
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
+            if files:
+                access.require_files(session, principal, repo)
             name = revision or repo.default_branch
             return ResolvedRevision(repo, name, revisions.resolve(session, repo, name))
 

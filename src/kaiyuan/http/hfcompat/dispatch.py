@@ -12,7 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.http.hfcompat import routes_files, routes_repos, routes_upload, routes_xet
+from kaiyuan.http.hfcompat import (
+    routes_files,
+    routes_gating,
+    routes_repos,
+    routes_upload,
+    routes_xet,
+)
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.rawpath import segments
 
@@ -27,6 +33,7 @@ _API: dict[str, dict[str | None, Handler]] = {
         "commits": routes_repos.commits,
         "xet-read-token": routes_xet.read_token,
         "xet-write-token": routes_xet.write_token,
+        "user-access-request": routes_gating.list_requests,
     },
     "POST": {
         "paths-info": routes_files.paths_info,
@@ -34,6 +41,8 @@ _API: dict[str, dict[str | None, Handler]] = {
         "commit": routes_upload.commit,
         "branch": routes_repos.create_branch,
         "tag": routes_repos.create_tag,
+        "ask-access": routes_gating.ask_access,
+        "user-access-request": routes_gating.manage_request,
     },
     "DELETE": {
         "branch": routes_repos.delete_branch,

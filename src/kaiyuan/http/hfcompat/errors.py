@@ -20,6 +20,7 @@ _MAPPING: list[tuple[type[e.HubError], int, str | None]] = [
     (e.BlobNotFoundError, 404, "EntryNotFound"),
     (e.NotFoundError, 404, None),
     (e.AuthenticationError, 401, None),
+    (e.GatedRepoError, 403, "GatedRepo"),
     (e.AccessDeniedError, 403, None),
     (e.StaleParentError, 412, None),
     (e.ConflictError, 409, None),
@@ -40,6 +41,8 @@ def status_of(error: e.HubError) -> tuple[int, str | None]:
 
 def error_response(error: e.HubError) -> JSONResponse:
     status, code = status_of(error)
+    if isinstance(error, e.GatedRepoError) and not error.signed_in:
+        status = 401
     headers = {"X-Error-Message": _header_safe(error.message)}
     if code:
         headers["X-Error-Code"] = code

@@ -89,7 +89,7 @@ async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[
     hub = hub_of(request)
 
     def run() -> tuple[str, FileEntry]:
-        at = hub.reads.resolve(principal, kind, repo_id, revision)
+        at = hub.reads.resolve(principal, kind, repo_id, revision, files=True)
         if not path:
             raise EntryNotFoundError("no file path given", at.commit.sha)
         return at.commit.sha, hub.reads.file(at, path)

@@ -15,6 +15,7 @@ from kaiyuan.http.context import base_url, caller, field, hub_of, read_json_obje
 from kaiyuan.http.hfcompat import wire
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.paging import next_link, page_params
+from kaiyuan.http.hfcompat.routes_gating import gating_flag
 from kaiyuan.services import cards
 
 router = APIRouter()
@@ -263,13 +264,19 @@ async def settings(request: Request, kind: RepoKind, repo_id: RepoId, args: list
         return route_not_found()
     principal = await caller(request)
     data = await read_json_object(request)
-    if "private" not in data and "visibility" not in data:
-        raise InvalidInputError("nothing to change: send 'private' or 'visibility'")
-    private = _private_flag(data)
-    repo = await run_in_threadpool(
-        hub_of(request).repos.set_private, principal, kind, repo_id, private
-    )
-    return JSONResponse({"private": repo.private})
+    hub = hub_of(request)
+    if not {"private", "visibility", "gated"} & data.keys():
+        raise InvalidInputError("nothing to change: send 'private', 'visibility' or 'gated'")
+    answer: dict[str, Any] = {}
+    if "gated" in data:
+        gated = gating_flag(data["gated"])
+        await run_in_threadpool(hub.gating.set_gated, principal, kind, repo_id, gated)
+        answer["gated"] = gated.value if gated else False
+    if "private" in data or "visibility" in data:
+        private = _private_flag(data)
+        repo = await run_in_threadpool(hub.repos.set_private, principal, kind, repo_id, private)
+        answer["private"] = repo.private
+    return JSONResponse(answer)
 
 
 def _single(args: list[str]) -> str:

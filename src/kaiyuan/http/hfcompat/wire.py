@@ -57,7 +57,7 @@ def repo_summary_json(repo: Repo) -> dict[str, Any]:
         "id": repo_id,
         "author": repo.repo_id.namespace,
         "private": repo.private,
-        "gated": False,
+        "gated": repo.gated.value if repo.gated else False,
         "disabled": False,
         "downloads": 0,
         "likes": 0,

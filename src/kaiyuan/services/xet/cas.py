@@ -95,6 +95,7 @@ class CasService:
                 access.require_write(principal, repo_id.namespace)
                 revisions.check_name(revision)
             else:
+                access.require_files(session, principal, repo)
                 revisions.resolve(session, repo, revision)
         expires = int(time.time()) + self._ttl
         mode = "w" if write else "r"

@@ -21,6 +21,7 @@ from kaiyuan.core.models import (
     Account,
     BlobInfo,
     Commit,
+    Gating,
     Ref,
     RefKind,
     Repo,
@@ -35,6 +36,7 @@ from kaiyuan.storage.sql.dialects import (
     insert_ignoring_duplicates,
     make_engine,
 )
+from kaiyuan.storage.sql.gating_rows import GatingRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 # An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.
@@ -105,7 +107,7 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows):
+class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine
@@ -405,6 +407,7 @@ def _repo(row: Any) -> Repo:
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
         default_branch=row.default_branch,
+        gated=Gating(row.gated) if row.gated else None,
     )
 
 

@@ -60,6 +60,7 @@ repos = Table(
     Column("default_branch", String(256), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("gated", String(16), nullable=True),
     UniqueConstraint("kind", "namespace", "name", name="uq_repos_kind_namespace_name"),
     Index("ix_repos_updated_at", "updated_at"),
 )
@@ -169,4 +170,19 @@ request_counts = Table(
     Column("subject", String(128), primary_key=True),
     Column("window", BigInteger, primary_key=True),
     Column("count", Integer, nullable=False),
+)
+
+# Requests for the files of gated repositories: one per user and repository, with its decision.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("user", String(96), primary_key=True),
+    Column("request_id", String(32), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(96), nullable=True),
+    Column("reason", Text, nullable=True),
 )
