@@ -1,0 +1,1 @@
+"""Reading model files for provenance: weight formats, parsed without loading tensors."""
