@@ -11,8 +11,6 @@ The web pages join the table when the web interface exists.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ import pytest
 from huggingface_hub import HfApi
 
 from tests.support.hostile import LFS_CONTENT, LFS_JSON, NDJSON, header, ndjson, put_file, sha256
-from tests.support.hubs import ServerInfo, start_server
+from tests.support.hubs import ServerInfo, run_admin, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +44,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     with start_server(root, "sqlite", None) as server:
 
         def admin(*args: str) -> str:
-            return subprocess.run(
-                [sys.executable, "-m", "kaiyuan", "admin", *args],
-                env=server.env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            ).stdout.strip()
+            done = run_admin(server.env, *args)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.strip()
 
         admin("user", "create", "carol")
         tokens: dict[str, str | None] = {

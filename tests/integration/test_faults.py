@@ -26,7 +26,7 @@ from huggingface_hub import HfApi
 from kaiyuan.bootstrap import build_hub
 from tests.support import xetwire
 from tests.support.hostile import LFS_JSON, auth, header, ndjson, put_file, unique
-from tests.support.hubs import HubProcess, seed_accounts, server_env, settings_for
+from tests.support.hubs import HubProcess, run_admin, seed_accounts, server_env, settings_for
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.slow
@@ -49,14 +49,7 @@ class Node:
         return HfApi(endpoint=self.url, token=self.tokens["alice"])
 
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kaiyuan", "admin", *args],
-            env=self.process.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_admin(self.process.env, *args)
 
     def crash_and_restart(self) -> None:
         self.process.kill()

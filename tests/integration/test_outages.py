@@ -7,8 +7,6 @@ and once it is back the same server process serves again without a restart.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from kaiyuan.bootstrap import build_hub
 from tests.support.hostile import LFS_JSON, auth, header, ndjson, put_file, sha256, unique
-from tests.support.hubs import HubProcess, seed_accounts, server_env, settings_for
+from tests.support.hubs import HubProcess, run_admin, seed_accounts, server_env, settings_for
 from tests.support.postgres import PostgresCluster, find_postgres_bin
 from tests.support.seaweed import SeaweedServer, find_weed
 
@@ -102,14 +100,7 @@ def eventually(check: Callable[[], bool], seconds: float = 30) -> None:
 
 
 def fsck_clean(deployment: Deployment) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "kaiyuan", "admin", "fsck"],
-        env=deployment.process.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_admin(deployment.process.env, "fsck")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

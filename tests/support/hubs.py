@@ -128,6 +128,18 @@ class HubProcess:
         self.process.wait(timeout=15)
 
 
+def run_admin(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`kaiyuan admin ARGS` against the hub the environment names (the exit code is the caller's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kaiyuan", "admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def server_env(root: Path, settings: Settings, **extra: object) -> dict[str, str]:
     env = {
         **os.environ,

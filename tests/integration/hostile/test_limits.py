@@ -5,8 +5,6 @@ Each refusal is a clear 4xx (429 with Retry-After for rate limits) and leaves no
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -25,7 +23,7 @@ from tests.support.hostile import (
     snapshot,
     unique,
 )
-from tests.support.hubs import ServerInfo, start_server
+from tests.support.hubs import ServerInfo, run_admin, start_server
 
 PER_MINUTE = 40
 ANONYMOUS_PER_MINUTE = 15
@@ -113,14 +111,9 @@ def test_commit_with_more_files_than_the_setting_is_refused(
 
 def new_token(server: ServerInfo, user: str) -> str:
     """A token nothing else has spent requests with."""
-    return subprocess.run(
-        [sys.executable, "-m", "kaiyuan", "admin", "token", "create", user],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
+    made = run_admin(server.env, "token", "create", user)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
 
 
 # The rate tests come last: they spend the tokens other tests use.
