@@ -60,13 +60,14 @@ def build_hub(settings: Settings, *, migrate: bool = True) -> Hub:
     return assemble(settings, metadata, _blob_store(settings))
 
 
-def migrate_database(settings: Settings) -> tuple[str | None, str | None]:
-    """Bring the schema to the newest revision; returns (before, after)."""
+def migrate_database(settings: Settings) -> tuple[str | None, str | None, bool]:
+    """Bring the schema to the newest revision; (before, after, False when it was newer)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     metadata = SqlMetadataStore(settings.effective_database_url)
     try:
         before = metadata.schema_revision()
-        metadata.migrate()
-        return before, metadata.schema_revision()
+        known = metadata.migrate()
+        return before, metadata.schema_revision(), known
     finally:
         metadata.close()
 

@@ -64,12 +64,14 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None,
         description="The URL clients use to reach the hub, when it differs from what requests "
-        "show (behind a proxy). Used in upload links and pagination links.",
+        "show (behind a proxy). Used in upload links, pagination links, the Xet CAS URL, the "
+        "Xet token refresh route and xorb download links.",
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Key that signs upload links. Default: generated once into "
-        "data_dir/secret.key. All server processes sharing a store need the same key.",
+        description="Key that signs upload links, Xet CAS tokens and xorb download links. "
+        "Default: generated once into data_dir/secret.key. All server processes sharing a "
+        "store need the same key.",
     )
     fsync: bool = Field(default=True, description="fsync blobs before they become visible.")
     max_regular_file_bytes: int = Field(

@@ -91,3 +91,34 @@ def test_bad_settings_and_unreachable_database(tmp_path: Path) -> None:
     assert down.returncode == 6
     assert down.stderr.count("\n") == 1
     assert "database is unavailable" in down.stderr
+
+
+def test_admin_migrate_reports_and_leaves_a_newer_schema_alone(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "dir"  # not there yet: migrate creates it
+    first = kaiyuan(data, "admin", "migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("schema migrated from empty to ")
+    head = first.stdout.split()[-1]
+    again = kaiyuan(data, "admin", "migrate")
+    assert again.stdout == f"schema already at {head}\n"
+
+    import sqlite3  # a newer version migrated this database further
+
+    with sqlite3.connect(data / "kaiyuan.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = 'ffff0001'")
+    newer = kaiyuan(data, "admin", "migrate")
+    assert newer.returncode == 0, newer.stderr
+    assert "newer than this version knows" in newer.stdout
+    port = free_port()
+    env = {**os.environ, "KAIYUAN_DATA_DIR": str(data), "KAIYUAN_FSYNC": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kaiyuan", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server)  # it serves on the newer schema
+    finally:
+        server.terminate()
+        server.wait(timeout=15)

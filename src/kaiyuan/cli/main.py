@@ -173,10 +173,12 @@ def admin_migrate(data_dir: DataDir = None) -> None:
     """
     settings = _settings(data_dir)
     try:
-        before, after = migrate_database(settings)
+        before, after, known = migrate_database(settings)
     except errors.HubError as exc:
         _fail(exc)
-    if before == after:
+    if not known:
+        sys.stdout.write(f"schema at {after}, newer than this version knows: left as it is\n")
+    elif before == after:
         sys.stdout.write(f"schema already at {after}\n")
     else:
         sys.stdout.write(f"schema migrated from {before or 'empty'} to {after}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
@@ -39,6 +42,8 @@ from kaiyuan.storage.sql.dialects import (
 from kaiyuan.storage.sql.gating_rows import GatingRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
+log = logging.getLogger("kaiyuan.storage")
+
 # An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.
 MIGRATION_LOCK = 0x4B6169_7975
 
@@ -55,11 +60,18 @@ class SqlMetadataStore:
         self.url = url
         self.engine: Engine = make_engine(url)
 
-    def migrate(self) -> None:
+    def migrate(self) -> bool:
+        """Upgrade to this version's newest revision; False when the database is *ahead*.
+
+        A schema from a newer version (during a rolling upgrade, or after a roll-back of the
+        code) is left alone: migrations only add within a minor version, so this version still
+        works on it.
+        """
         config = Config()
         config.set_main_option(
             "script_location", str(resources.files("kaiyuan.storage.sql") / "migrations")
         )
+        known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
         with self._connect() as connection:
             connection.info[WRITE_FLAG] = True
             try:
@@ -67,16 +79,23 @@ class SqlMetadataStore:
                     # Several server processes may start at once: one migrates, the others wait
                     # for it and then find the schema current. (SQLite: BEGIN IMMEDIATE does it.)
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                current = MigrationContext.configure(connection).get_current_revision()
+                if current is not None and current not in known:
+                    log.warning(
+                        "database schema %s is newer than this version knows; not migrating",
+                        current,
+                    )
+                    connection.rollback()
+                    return False
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 connection.commit()
+                return True
             finally:
                 connection.info[WRITE_FLAG] = False
 
     def schema_revision(self) -> str | None:
         """The migration the database is at (None: an empty database)."""
-        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
-
         with self._connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
