@@ -49,6 +49,7 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
     document = httpx.get(f"{server.url}/api/openapi.json").json()
     paths = set(document["paths"])
     assert paths == {
+        "/api/health",
         "/api/storage",
         "/api/storage/{namespace}",
         "/api/storage/{kind}/{namespace}/{name}",

@@ -127,12 +127,18 @@ def test_database_outage_is_503_and_heals(deployment: Deployment) -> None:
         with pytest.raises(HfHubHTTPError) as caught:
             api.model_info(repo_id)
         assert caught.value.response.status_code == 503
+        health = httpx.get(f"{deployment.url}/api/health")
+        assert (health.status_code, health.json()) == (
+            503,
+            {"database": "unavailable", "store": "ok"},
+        )
     finally:
         deployment.database.resume()
 
     # The same process serves again once the database is back: no restart.
     eventually(lambda: httpx.get(f"{deployment.url}/api/models/{repo_id}").status_code == 200)
     assert "lost.txt" not in api.list_repo_files(repo_id)
+    assert httpx.get(f"{deployment.url}/api/health").json() == {"database": "ok", "store": "ok"}
     got = httpx.get(f"{deployment.url}/{repo_id}/resolve/main/w.bin", timeout=60)
     assert got.content == weights
     done = httpx.post(
@@ -167,8 +173,13 @@ def test_object_store_outage_is_503_and_heals(deployment: Deployment) -> None:
         unavailable(download, "object store")
         put = httpx.put(upload["href"], content=fresh, headers=upload.get("header"), timeout=120)
         unavailable(put, "object store")
-        # Metadata still answers: the hub is degraded, not down.
+        # Metadata still answers: the hub is degraded, not down; the health check says which.
         assert httpx.get(f"{deployment.url}/api/models/{repo_id}").status_code == 200
+        health = httpx.get(f"{deployment.url}/api/health", timeout=60)
+        assert (health.status_code, health.json()) == (
+            503,
+            {"database": "ok", "store": "unavailable"},
+        )
     finally:
         deployment.store.start()
 
@@ -178,6 +189,7 @@ def test_object_store_outage_is_503_and_heals(deployment: Deployment) -> None:
             == weights
         )
     )
+    assert httpx.get(f"{deployment.url}/api/health").status_code == 200
     # The upload cut off by the outage left nothing: it is asked for again and then succeeds.
     again = httpx.put(upload["href"], content=fresh, headers=upload.get("header"), timeout=120)
     assert again.status_code == 200, again.text

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from kaiyuan import __version__
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import HubError
+from kaiyuan.http.api import health as health_routes
 from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
@@ -29,6 +30,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(routes_repos.router, include_in_schema=False)
     app.include_router(cas_routes.router, include_in_schema=False)
     app.include_router(storage_routes.router)
+    app.include_router(health_routes.router)
     # The catch-all routes come last: they match any path.
     app.include_router(dispatch.router, include_in_schema=False)
     return app
