@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 
 from kaiyuan.core.models import XorbBrief
 from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.dialects import as_utc
 
 _SPAN = struct.Struct("<I32sQB")
 _BATCH = 500
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class CollectionRows:
@@ -39,7 +36,7 @@ class CollectionRows:
         """Every content record: when it was recorded, and whether it is Xet-stored."""
         query = select(t.blobs.c.sha256, t.blobs.c.created_at, t.blobs.c.xet_hash)
         return {
-            row.sha256: (_utc(row.created_at), row.xet_hash is not None)
+            row.sha256: (as_utc(row.created_at), row.xet_hash is not None)
             for row in self._c.execute(query)
         }
 
@@ -65,7 +62,7 @@ class CollectionRows:
                 _SPAN.unpack_from(row.spans, i)[1].hex()
                 for i in range(0, len(row.spans), _SPAN.size)
             )
-            briefs.append(XorbBrief(row.xorb_hash, row.pack_sha256, blobs, _utc(row.created_at)))
+            briefs.append(XorbBrief(row.xorb_hash, row.pack_sha256, blobs, as_utc(row.created_at)))
         return briefs
 
     def delete_xorbs(self, xorb_hashes: Iterable[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, create_engine, event
@@ -9,6 +10,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 WRITE_FLAG = "kaiyuan_write"
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite drops the zone; every stored time is UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def make_engine(url: str) -> Engine:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from kaiyuan.core.models import AccessRequest, AccessStatus, Gating, Repo
 from kaiyuan.storage.sql import tables as t
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+from kaiyuan.storage.sql.dialects import as_utc
 
 
 class GatingRows:
@@ -72,8 +66,8 @@ def _request(row: Any) -> AccessRequest:
         user=row.user,
         status=AccessStatus(row.status),
         fields={str(k): str(v) for k, v in fields.items()} if isinstance(fields, dict) else {},
-        requested_at=_utc(row.requested_at) or datetime.now(UTC),
-        decided_at=_utc(row.decided_at),
+        requested_at=as_utc(row.requested_at),
+        decided_at=as_utc(row.decided_at) if row.decided_at else None,
         decided_by=row.decided_by,
         reason=row.reason,
     )

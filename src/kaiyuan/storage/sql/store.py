@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -35,6 +35,7 @@ from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.collection_rows import CollectionRows, ConsistencyRows
 from kaiyuan.storage.sql.dialects import (
     WRITE_FLAG,
+    as_utc,
     count_up,
     insert_ignoring_duplicates,
     make_engine,
@@ -46,11 +47,6 @@ log = logging.getLogger("kaiyuan.storage")
 
 # An arbitrary application-wide key for PostgreSQL's advisory lock around migrations.
 MIGRATION_LOCK = 0x4B6169_7975
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite drops the zone; every stored time is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class SqlMetadataStore:
@@ -156,7 +152,7 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows
 
     def get_account(self, name: str) -> Account | None:
         row = self._c.execute(select(t.accounts).where(t.accounts.c.name == name)).first()
-        return Account(row.name, row.is_org, _utc(row.created_at)) if row else None
+        return Account(row.name, row.is_org, as_utc(row.created_at)) if row else None
 
     def add_member(self, org: str, user: str) -> None:
         self._c.execute(
@@ -195,7 +191,7 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows
             Scope(row.scope),
             row.secret_sha256,
             row.display_name,
-            _utc(row.created_at),
+            as_utc(row.created_at),
         )
 
     # --- repositories ---------------------------------------------------------------------
@@ -423,8 +419,8 @@ def _repo(row: Any) -> Repo:
         kind=RepoKind(row.kind),
         repo_id=RepoId(row.namespace, row.name),
         private=row.private,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
         default_branch=row.default_branch,
         gated=Gating(row.gated) if row.gated else None,
     )
@@ -438,5 +434,5 @@ def _commit(row: Any) -> Commit:
         title=row.title,
         message=row.message,
         author=row.author,
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
     )
