@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.hubs import wait_until_up
+from tests.support.hubs import HubProcess, wait_until_up
 from tests.support.postgres import free_port
 
 
@@ -109,16 +109,6 @@ def test_admin_migrate_reports_and_leaves_a_newer_schema_alone(tmp_path: Path) -
     newer = kaiyuan(data, "admin", "migrate")
     assert newer.returncode == 0, newer.stderr
     assert "newer than this version knows" in newer.stdout
-    port = free_port()
-    env = {**os.environ, "KAIYUAN_DATA_DIR": str(data), "KAIYUAN_FSYNC": "false"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kaiyuan", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", server)  # it serves on the newer schema
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    node = HubProcess(data, {**os.environ, "KAIYUAN_FSYNC": "false"})
+    node.start()  # it serves on the newer schema
+    node.stop()
