@@ -16,8 +16,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SHORT_HEX = re.compile(r"^[0-9a-f]{7,40}$")
-# Characters git forbids in ref names (git-check-ref-format), plus controls and space.
-_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+# Characters git forbids in ref names (git-check-ref-format), plus controls (C0, DEL, C1) and
+# space; a lone surrogate is not text at all (nothing can store it as UTF-8).
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f~^:?*\[\\\ud800-\udfff]")
+# Control characters (Unicode category Cc: C0, DEL and C1, e.g. NEL U+0085).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RESERVED_NAMES = frozenset({"api", "datasets", "spaces", "models", "settings", "new", "login"})
 
 
@@ -90,7 +93,7 @@ def validate_path(value: str) -> str:
         raise InvalidInputError("path must be a non-empty string")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_LENGTH:
         raise InvalidInputError(f"path is longer than {MAX_PATH_LENGTH} bytes")
-    if "\x00" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):  # noqa: PLR2004
+    if _CONTROL.search(value):
         raise InvalidInputError("path contains a NUL or control character")
     if value.startswith("/") or "\\" in value or re.match(r"^[A-Za-z]:", value):
         raise InvalidInputError(f"path {value!r} must be relative and use '/' as separator")

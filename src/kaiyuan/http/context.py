@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Request
@@ -95,18 +96,39 @@ def parse_json(body: bytes, max_depth: int = DEFAULT_JSON_DEPTH) -> Any:
 
 
 def check_json_depth(value: Any, max_depth: int) -> None:
-    """InvalidInput when arrays and objects nest deeper than `max_depth` (no recursion)."""
+    """InvalidInput when arrays and objects nest deeper than `max_depth` (no recursion).
+
+    Strings are checked on the same walk: a lone surrogate (U+D800 to U+DFFF, written as a
+    JSON escape) is legal JSON but not Unicode text; nothing downstream (database, git objects)
+    can encode it.
+    """
     stack: list[tuple[Any, int]] = [(value, 1)]
+    children: Iterable[Any]
     while stack:
         item, depth = stack.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        )
-        if children is None:
+        if isinstance(item, str):
+            _check_text(item)
+            continue
+        if isinstance(item, dict):
+            for key in item:
+                _check_text(key)
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
             continue
         if depth > max_depth:
             raise InvalidInputError(f"JSON nests deeper than {max_depth} levels")
         stack.extend((child, depth + 1) for child in children)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("JSON string holds a lone surrogate (\\ud800-\\udfff)") from None
 
 
 async def read_json_object(request: Request, limit: int | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -9,9 +10,10 @@ import yaml
 from kaiyuan.core.errors import InvalidInputError
 
 CARD_PATH = "README.md"
+_BLANK = " \t\r"
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _CardLoader(yaml.SafeLoader):
     """Safe loading without anchors/aliases: no alias bombs when the data is re-serialised."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -23,13 +25,28 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _timestamp_as_text(loader: _CardLoader, node: yaml.Node) -> str:
+    # Card metadata is served as JSON (`cardData`), which has no dates: keep them as written
+    # (`date: 2024-01-31` stays that string) instead of building date objects.
+    if not isinstance(node, yaml.ScalarNode):
+        raise InvalidInputError(f"a timestamp must be a scalar (line {node.start_mark.line + 1})")
+    return str(loader.construct_scalar(node))
+
+
+_CardLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def front_matter(text: str) -> str | None:
-    """The YAML block between the leading `---` lines, or None when the card has none."""
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != "---":
+    """The YAML block between the leading `---` lines, or None when the card has none.
+
+    Lines end at LF only, as the HF clients read cards (a CR before it is YAML's business):
+    `str.splitlines` would also break at U+2028, NEL or FS inside a scalar and rewrite them.
+    """
+    lines = text.split("\n")
+    if lines[0].strip(_BLANK) != "---":
         return None
     for index in range(1, len(lines)):
-        if lines[index].strip() == "---":
+        if lines[index].strip(_BLANK) == "---":
             return "\n".join(lines[1:index])
     raise InvalidInputError("card metadata starts with '---' but is never closed")
 
@@ -40,16 +57,21 @@ def parse_card(text: str) -> dict[str, Any] | None:
     if block is None:
         return None
     try:
-        data = yaml.load(block, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(block, Loader=_CardLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"card metadata is not valid YAML: {exc}") from None
     except RecursionError:
         raise InvalidInputError("card metadata is nested too deeply") from None
+    except (ValueError, LookupError) as exc:
+        # PyYAML's safe constructors raise these for values they cannot build: `!!int abc`,
+        # `!!bool maybe`, `!!float ''`, an integer of more digits than Python converts.
+        raise InvalidInputError(f"card metadata holds a value YAML cannot build: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InvalidInputError("card metadata must be a YAML mapping")
     _check_fields(data)
+    _check_json_values(data)
     return data
 
 
@@ -70,3 +92,38 @@ def _check_fields(data: dict[Any, Any]) -> None:
     license_id = data.get("license")
     if license_id is not None and not isinstance(license_id, str):
         raise InvalidInputError("card field 'license' must be a string")
+
+
+def _check_json_values(data: dict[Any, Any]) -> None:
+    """Refuse what the JSON of `cardData` cannot carry: bytes, sets, NaN, lone surrogates."""
+    stack: list[Any] = [data]
+    while stack:  # no recursion: the data may nest as deep as YAML allowed
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                _check_json_scalar(key)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):  # tuples: `!!pairs` and `!!omap`
+            stack.extend(item)
+        else:
+            _check_json_scalar(item)
+
+
+def _check_json_scalar(value: object) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # "\ud800" is a legal YAML escape but not Unicode text
+            raise InvalidInputError("card metadata holds a string with a lone surrogate") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError("card metadata holds .nan or .inf, which JSON cannot carry")
+    elif isinstance(value, int):
+        try:
+            str(value)  # past sys.get_int_max_str_digits no JSON writer here can print it
+        except ValueError:
+            raise InvalidInputError("card metadata holds an integer too large to serve") from None
+    elif value is not None:
+        raise InvalidInputError(
+            f"card metadata holds a {type(value).__name__} value, which JSON cannot carry"
+        )

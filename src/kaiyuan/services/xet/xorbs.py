@@ -49,6 +49,8 @@ def encode_header(raw_size: int) -> bytes:
 
 
 def parse_header(header: bytes, *, stored_by_hub: bool = False) -> ChunkHeader:
+    if len(header) != HEADER_BYTES:
+        raise InvalidInputError(f"a chunk header is {HEADER_BYTES} bytes, not {len(header)}")
     version, scheme = header[0], header[4]
     stored = int.from_bytes(header[1:4], "little")
     raw = int.from_bytes(header[5:8], "little")
