@@ -21,6 +21,7 @@ from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
 from kaiyuan.services.uploads import UploadLimits, UploadService
 from kaiyuan.services.usage import UsageService
+from kaiyuan.services.websessions import WebSessions
 from kaiyuan.services.xet.cas import CasService
 from kaiyuan.services.xet.ingest import XetIngest
 from kaiyuan.storage.blobs.fs import FsBlobStore
@@ -47,6 +48,7 @@ class Hub:
     fsck: ConsistencyChecker
     limiter: RateLimiter
     gating: GatingService
+    sessions: WebSessions
 
     def close(self) -> None:
         self.metadata.close()
@@ -109,11 +111,12 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
     xorbs = XorbCache()
     contents = ContentStore(metadata, blobs, xorbs)
     ingest = XetIngest(metadata, blobs, xorbs, compression=settings.xet_chunk_compression)
+    accounts = AccountService(metadata)
     return Hub(
         settings=settings,
         metadata=metadata,
         blobs=blobs,
-        accounts=AccountService(metadata),
+        accounts=accounts,
         repos=RepoService(metadata, blobs, cache),
         reads=ReadService(metadata, contents, cache),
         commits=CommitService(metadata, blobs, contents, cache, commit_limits),
@@ -126,6 +129,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         fsck=ConsistencyChecker(metadata, blobs, contents),
         limiter=RateLimiter(metadata),
         gating=GatingService(metadata),
+        sessions=WebSessions(accounts, secret, settings.web_session_max_age_seconds),
     )
 
 

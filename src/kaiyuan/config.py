@@ -136,7 +136,22 @@ class Settings(BaseSettings):
         description="Requests per minute from one client address without a token (behind a "
         "proxy, the address it forwards). 0: no limit.",
     )
+    admins: str = Field(
+        default="",
+        description="Comma-separated user names who may open the web admin page "
+        "(`/-/admin`: storage statistics of the whole hub).",
+    )
+    web_session_max_age_seconds: int = Field(
+        default=14 * 24 * 3600,
+        ge=60,
+        description="How long a browser stays signed in after signing in with a token; deleting "
+        "the token signs it out at once.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.admins.split(",") if name.strip())
 
     @property
     def effective_database_url(self) -> str:

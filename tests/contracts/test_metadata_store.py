@@ -14,12 +14,14 @@ from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import (
     AccessRequest,
     AccessStatus,
+    AccessToken,
     Account,
     BlobInfo,
     Commit,
     Gating,
     Ref,
     RefKind,
+    Scope,
     TreeEntry,
 )
 from kaiyuan.storage.sql.store import SqlMetadataStore
@@ -60,6 +62,20 @@ def test_accounts_and_members(store: SqlMetadataStore) -> None:
         assert s.get_account("nobody") is None
     with pytest.raises(AlreadyExistsError), store.session(write=True) as s:
         s.add_account(Account("alice", False, NOW))
+
+
+def test_tokens_are_found_and_deleted(store: SqlMetadataStore) -> None:
+    seed(store)
+    token = AccessToken("0123456789abcdef", "alice", Scope.READ, "f" * 64, "laptop", NOW)
+    with store.session(write=True) as s:
+        s.add_token(token)
+    with store.session() as s:
+        assert s.find_token(token.token_id) == token
+    with store.session(write=True) as s:
+        assert s.delete_token(token.token_id)
+        assert not s.delete_token(token.token_id)
+    with store.session() as s:
+        assert s.find_token(token.token_id) is None
 
 
 def test_repos_refs_and_compare_and_swap(store: SqlMetadataStore) -> None:

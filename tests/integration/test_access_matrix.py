@@ -6,7 +6,9 @@ exactly like a repository that does not exist). The repositories belong to the o
 `acme`, whose only member is alice. The gated one (manual) is public: everyone sees it, only
 members and accepted requests get its files.
 
-The web pages join the table when the web interface exists.
+The web pages are in the table too, with the caller signed in through the sign-in page: their
+requests carry the session cookie, not a token. A cookie only ever reads: a write sent with one
+is anonymous, whoever signed in (no cross-site request can act for a signed-in person).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,6 +36,7 @@ class Matrix:
     server: ServerInfo
     tokens: dict[str, str | None]
     repos: dict[str, str]  # visibility -> repo id
+    cookies: dict[str, str | None]  # caller -> web session cookie
 
     def owner(self) -> HfApi:
         return HfApi(endpoint=self.server.url, token=self.tokens["owner"])
@@ -68,7 +72,17 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             if visibility == "gated":
                 api.update_repo_settings(repo_id, gated="manual")
             repos[visibility] = repo_id
-        yield Matrix(server, tokens, repos)
+        cookies = {caller: sign_in(server.url, token) for caller, token in tokens.items()}
+        yield Matrix(server, tokens, repos, cookies)
+
+
+def sign_in(url: str, token: str | None) -> str | None:
+    """The session cookie the sign-in page hands out for `token`."""
+    if token is None:
+        return None
+    answer = httpx.post(f"{url}/-/login", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return answer.cookies["kaiyuan_session"]
 
 
 # --- the endpoints --------------------------------------------------------------------------
@@ -108,6 +122,7 @@ class Endpoint:
     body: Callable[[str], dict[str, object]] = lambda _name: {}
     prepare: Prepare = nothing
     files: bool = False  # hands out file contents (what a gated repository withholds)
+    web: bool = False  # sent from a browser: the session cookie instead of a token
 
 
 def _commit_body(_name: str) -> dict[str, object]:
@@ -149,6 +164,16 @@ ENDPOINTS = [
     Endpoint("resolve LFS file", False, "GET", "/{repo}/resolve/main/weights.bin", files=True),
     Endpoint("xet read token", False, "GET", "/api/models/{repo}/xet-read-token/main", files=True),
     Endpoint("storage of repo", False, "GET", "/api/storage/models/{repo}"),
+    # reads: the web pages (a gated repository shows its pages; only the files are withheld)
+    Endpoint("card page", False, "GET", "/{repo}", web=True),
+    Endpoint("files page", False, "GET", "/{repo}/tree/main", web=True),
+    Endpoint("file page", False, "GET", "/{repo}/blob/main/weights.bin", web=True),
+    Endpoint("history page", False, "GET", "/{repo}/commits/main", web=True),
+    Endpoint("refs page", False, "GET", "/{repo}/refs", web=True),
+    Endpoint(
+        "download from page", False, "GET", "/{repo}/resolve/main/weights.bin", files=True, web=True
+    ),
+    Endpoint("model info from page", False, "GET", "/api/models/{repo}", web=True),
     # writes
     Endpoint(
         "preupload",
@@ -188,6 +213,18 @@ ENDPOINTS = [
         },
         prepare=a_repo,
     ),
+    # a write carrying only a session cookie is anonymous, whoever signed in
+    Endpoint(
+        "commit from page", True, "POST", "/api/models/{repo}/commit/main", _commit_body, web=True
+    ),
+    Endpoint(
+        "create tag from page",
+        True,
+        "POST",
+        "/api/models/{repo}/tag/main",
+        lambda _n: {"json": {"tag": f"nt-{uuid.uuid4().hex[:8]}"}},
+        web=True,
+    ),
 ]
 
 
@@ -202,6 +239,9 @@ def settings_endpoint(visibility: str) -> Endpoint:
 def expected(endpoint: Endpoint, caller: str, visibility: str) -> set[int]:
     """The rule every cell follows."""
     member = caller in {"owner", "member-read"}
+    if endpoint.writes and endpoint.web:
+        # The cookie is ignored: an anonymous write, to a repository anonymous may not see.
+        return {401, 404} if visibility == "private" else {401}
     if visibility == "private" and not member:
         # Invisible: exactly what a repository that does not exist answers.
         return {401, 404} if caller == "anonymous" else {404}
@@ -221,12 +261,13 @@ def cells() -> Iterator[tuple[Endpoint, str, str]]:
                 yield endpoint, caller, visibility
 
 
-def send(
-    matrix: Matrix, endpoint: Endpoint, path: str, name: str, token: str | None
-) -> httpx.Response:
+def send(matrix: Matrix, endpoint: Endpoint, path: str, name: str, caller: str) -> httpx.Response:
     spec = endpoint.body(name)
     headers = dict(spec.pop("headers", {}))  # type: ignore[call-overload]
-    if token:
+    token, cookie = matrix.tokens[caller], matrix.cookies[caller]
+    if endpoint.web and cookie:
+        headers["Cookie"] = f"kaiyuan_session={cookie}"
+    elif token and not endpoint.web:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.request(
         endpoint.method, matrix.server.url + path, headers=headers, timeout=30, **spec
@@ -243,13 +284,19 @@ def test_cell(matrix: Matrix, endpoint: Endpoint, caller: str, visibility: str) 
     name = endpoint.prepare(matrix, repo_id)
     target = name if endpoint.prepare is a_repo else repo_id
     path = endpoint.path.format(repo=target, name=name)
-    response = send(matrix, endpoint, path, name, matrix.tokens[caller])
+    response = send(matrix, endpoint, path, name, caller)
     allowed = expected(endpoint, caller, visibility)
     assert response.status_code in allowed, (
         f"{endpoint.method} {path} as {caller}: {response.status_code} {response.text[:200]}"
     )
+    member = caller in {"owner", "member-read"}
+    if visibility == "gated" and not member and response.status_code == 200:
+        assert LFS_CONTENT[:20] not in response.content  # a page withholds the file too
+        assert '<pre class="text">' not in response.text
     if response.status_code >= 400 and visibility == "private":
-        leaked = response.text + " ".join(response.headers.values())
+        # A page echoing the address one asked for (in its sign-in link) tells nothing new.
+        page_text = response.text.replace(path, "").replace(quote(path, safe="/"), "")
+        leaked = page_text + " ".join(response.headers.values())
         for secret in ("config.json", "weights.bin", sha256(LFS_CONTENT)):
             assert secret not in leaked, f"{caller} learned {secret!r} from {path}"
     if response.status_code >= 400 and visibility == "gated" and endpoint.files:
@@ -259,7 +306,7 @@ def test_cell(matrix: Matrix, endpoint: Endpoint, caller: str, visibility: str) 
     if response.status_code == 404 and visibility == "private":
         # Indistinguishable from a repository that does not exist at all.
         elsewhere = path.replace(repo_id, "acme/no-such-model")
-        missing = send(matrix, endpoint, elsewhere, name, matrix.tokens[caller])
+        missing = send(matrix, endpoint, elsewhere, name, caller)
         assert missing.status_code == 404
         assert missing.headers.get("x-error-code") == response.headers.get("x-error-code")
 

@@ -54,6 +54,16 @@ def test_admin_commands_and_serve(tmp_path: Path) -> None:
         me = httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"}).json()
         assert me["name"] == "carol"
         assert [o["name"] for o in me["orgs"]] == ["lab"]
+        signed_in = httpx.post(f"{url}/-/login", data={"token": token}, follow_redirects=False)
+        session = {"Cookie": f"kaiyuan_session={signed_in.cookies['kaiyuan_session']}"}
+        assert "Sign out" in httpx.get(url, headers=session).text
+        # revoking the token (by its id) ends the token and the browser session at once
+        deleted = kaiyuan(data, "admin", "token", "delete", token[3:19])
+        assert deleted.returncode == 0, deleted.stderr
+        again = httpx.get(f"{url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"})
+        assert again.status_code == 401
+        assert "Sign out" not in httpx.get(url, headers=session).text
+        assert kaiyuan(data, "admin", "token", "delete", token).returncode != 0  # gone already
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -152,6 +152,14 @@ def token_create(
     sys.stdout.write(secret + "\n")
 
 
+@tokens.command("delete")
+def token_delete(token: str, data_dir: DataDir = None) -> None:
+    """Revoke a token (its secret or the 16 hex characters after `ky_`); it stops at once."""
+    with _admin(data_dir) as hub:
+        hub.accounts.delete_token(token)
+    typer.echo("token deleted")
+
+
 _KIB = 1024
 _FSCK_PROBLEMS = 7
 

@@ -21,7 +21,9 @@ _SHORT_HEX = re.compile(r"^[0-9a-f]{7,40}$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f~^:?*\[\\\ud800-\udfff]")
 # Control characters (Unicode category Cc: C0, DEL and C1, e.g. NEL U+0085).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_RESERVED_NAMES = frozenset({"api", "datasets", "spaces", "models", "settings", "new", "login"})
+_RESERVED_NAMES = frozenset(
+    {"api", "cas", "datasets", "spaces", "models", "settings", "new", "login"}
+)
 
 
 class RepoKind(StrEnum):

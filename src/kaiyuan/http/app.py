@@ -12,6 +12,7 @@ from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
 from kaiyuan.http.hfcompat.errors import handle_hub_error, handle_unexpected
+from kaiyuan.http.web import hub_pages
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -31,6 +32,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(cas_routes.router, include_in_schema=False)
     app.include_router(storage_routes.router)
     app.include_router(health_routes.router)
+    app.include_router(hub_pages.router)
+    app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.
     app.include_router(dispatch.router, include_in_schema=False)
     return app

@@ -14,6 +14,11 @@ from kaiyuan.core.errors import AuthenticationError, InvalidInputError, TooLarge
 from kaiyuan.core.models import Principal
 
 DEFAULT_JSON_DEPTH = 32
+SESSION_COOKIE = "kaiyuan_session"
+# A browser session counts only for reads: a cookie rides along on cross-site requests, so
+# anything that changes state needs the Authorization header (or, in the web pages, a form
+# checked for its origin).
+_COOKIE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def hub_of(request: Request) -> Hub:
@@ -35,15 +40,20 @@ def bearer(request: Request) -> str | None:
 async def caller(request: Request) -> Principal:
     """The authenticated caller; anonymous without a header, 401 for a bad token.
 
+    Without a header, a GET or HEAD from a signed-in browser is that person (so downloads from
+    the web pages work for private and gated repositories).
+
     Each call counts against the caller's rate limit (per token, or per address when anonymous).
     """
     hub = hub_of(request)
     secret = bearer(request)
-    principal = (
-        Principal()
-        if secret is None
-        else await run_in_threadpool(hub.accounts.authenticate, secret)
-    )
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if secret is not None:
+        principal = await run_in_threadpool(hub.accounts.authenticate, secret)
+    elif cookie and request.method in _COOKIE_METHODS:
+        principal = await run_in_threadpool(hub.sessions.principal, cookie)
+    else:
+        principal = Principal()
     if principal.token_id:
         subject, limit = f"token:{principal.token_id}", hub.settings.rate_limit_per_minute
     else:

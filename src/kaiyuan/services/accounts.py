@@ -71,6 +71,18 @@ class AccountService:
             )
         return secret
 
+    def delete_token(self, token: str) -> None:
+        """Revoke a token, given as its secret or its 16-character id; it stops working at once.
+
+        Browser sessions signed in with it end too. UserNotFound when there is no such token.
+        """
+        token_id = token
+        if token.startswith(TOKEN_PREFIX):
+            token_id = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + _TOKEN_ID_LENGTH]
+        with self._store.session(write=True) as session:
+            if not session.delete_token(token_id):
+                raise UserNotFoundError("no such token")
+
     def authenticate(self, secret: str | None) -> Principal:
         """The caller behind a bearer secret; anonymous when there is none."""
         if not secret:
@@ -87,6 +99,23 @@ class AccountService:
             token = session.find_token(token_id)
             if token is None or not hmac.compare_digest(token.secret_sha256, _digest(secret)):
                 raise AuthenticationError("Invalid credentials in Authorization header")
+            orgs = tuple(session.orgs_of(token.user))
+        return Principal(token.user, token.scope, orgs, token.display_name, token.token_id)
+
+    def get(self, name: str) -> Account:
+        """The user or organisation `name`; UserNotFound when there is none."""
+        with self._store.session() as session:
+            account = session.get_account(name)
+        if account is None:
+            raise UserNotFoundError(f"no user or organisation is named {name!r}")
+        return account
+
+    def principal_of_token(self, token_id: str) -> Principal | None:
+        """The caller a still-existing token stands for (a web session keeps only the id)."""
+        with self._store.session() as session:
+            token = session.find_token(token_id)
+            if token is None:
+                return None
             orgs = tuple(session.orgs_of(token.user))
         return Principal(token.user, token.scope, orgs, token.display_name, token.token_id)
 

@@ -51,6 +51,17 @@ def front_matter(text: str) -> str | None:
     raise InvalidInputError("card metadata starts with '---' but is never closed")
 
 
+def card_body(text: str) -> str:
+    """The Markdown after the front matter (the whole text when there is none or it is open)."""
+    lines = text.split("\n")
+    if lines[0].strip(_BLANK) != "---":
+        return text
+    for index in range(1, len(lines)):
+        if lines[index].strip(_BLANK) == "---":
+            return "\n".join(lines[index + 1 :])
+    return text
+
+
 def parse_card(text: str) -> dict[str, Any] | None:
     """The card metadata as a mapping; InvalidInput for malformed YAML or wrong field types."""
     block = front_matter(text)

@@ -107,6 +107,17 @@ class ReadService:
                 current = session.get_commit(at.repo, parent) if parent else None
         return result[:limit], len(result) > limit
 
+    def changes(self, at: ResolvedRevision) -> list[trees.FileChange]:
+        """The files the resolved commit changed against its first parent (all, for a root)."""
+        parent = at.commit.parents[0] if at.commit.parents else None
+        with self._store.session() as session:
+            old = session.get_commit(at.repo, parent) if parent else None
+            return trees.diff(session, self._cache, old.tree if old else None, at.commit.tree)
+
+    def head(self, entry: FileEntry, limit: int) -> bytes:
+        """The first `limit` bytes of a file (all of it when smaller), read as a stream."""
+        return b"".join(self._contents.open(entry.sha256, 0, min(limit, entry.size)))
+
     def read_small(self, entry: FileEntry, limit: int) -> bytes:
         """A whole file that is known to be small (a model card), refused above `limit`."""
         if entry.size > limit:

@@ -91,6 +91,60 @@ def as_file(entry: TreeEntry, path: str) -> FileEntry:
     return FileEntry(path, entry.oid, entry.size, entry.sha256, entry.lfs)
 
 
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One file's change between two trees: `added`, `deleted` or `modified`."""
+
+    path: str
+    change: str
+    old: FileEntry | None
+    new: FileEntry | None
+
+
+def diff(
+    session: MetadataSession, cache: TreeCache, old_root: str | None, new_root: str
+) -> list[FileChange]:
+    """The files that differ between two trees, in path order.
+
+    Sub-trees with the same sha are identical and skipped, so a commit touching one file of a
+    large repository costs the depth of that file, not the size of the repository.
+    """
+    changes: list[FileChange] = []
+    _diff_folder(session, cache, old_root, new_root, "", changes)
+    return changes
+
+
+def _diff_folder(
+    session: MetadataSession,
+    cache: TreeCache,
+    old: str | None,
+    new: str | None,
+    prefix: str,
+    out: list[FileChange],
+) -> None:
+    if old == new:
+        return
+    before = {e.name: e for e in cache.get(session, old)} if old else {}
+    after = {e.name: e for e in cache.get(session, new)} if new else {}
+    for name in sorted(before.keys() | after.keys()):
+        path = f"{prefix}/{name}" if prefix else name
+        was, now = before.get(name), after.get(name)
+        if was is not None and now is not None and was.oid == now.oid and was.is_dir == now.is_dir:
+            continue
+        was_file = as_file(was, path) if was is not None and not was.is_dir else None
+        now_file = as_file(now, path) if now is not None and not now.is_dir else None
+        if was_file and now_file:
+            out.append(FileChange(path, "modified", was_file, now_file))
+        elif was_file:
+            out.append(FileChange(path, "deleted", was_file, None))
+        elif now_file:
+            out.append(FileChange(path, "added", None, now_file))
+        was_dir = was.oid if was is not None and was.is_dir else None
+        now_dir = now.oid if now is not None and now.is_dir else None
+        if was_dir or now_dir:
+            _diff_folder(session, cache, was_dir, now_dir, path, out)
+
+
 def flatten(session: MetadataSession, cache: TreeCache, root: str) -> dict[str, FileEntry]:
     """Every file of a tree, keyed by path."""
     return {

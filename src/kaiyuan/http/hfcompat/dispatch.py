@@ -21,6 +21,7 @@ from kaiyuan.http.hfcompat import (
 )
 from kaiyuan.http.hfcompat.errors import route_not_found
 from kaiyuan.http.hfcompat.rawpath import segments
+from kaiyuan.http.web import hub_pages
 
 Handler = Callable[[Request, RepoKind, RepoId, list[str]], Awaitable[Response]]
 
@@ -84,28 +85,38 @@ async def api(request: Request) -> Response:
     return await handler(request, kind, RepoId(parts[2], parts[3]), parts[5:])
 
 
-def _repo_path(parts: list[str]) -> tuple[RepoKind, list[str]]:
+_PROTOCOL_PREFIXES = frozenset({"api", "cas"})
+
+
+def _repo_path(parts: list[str]) -> tuple[RepoKind, list[str], bool]:
+    """The kind, the rest of the path, and whether a `/datasets` or `/models` prefix named it."""
     if parts and parts[0] == "datasets":
-        return RepoKind.DATASET, parts[1:]
+        return RepoKind.DATASET, parts[1:], True
     if parts and parts[0] == "models":
-        return RepoKind.MODEL, parts[1:]
-    return RepoKind.MODEL, parts
+        return RepoKind.MODEL, parts[1:], True
+    return RepoKind.MODEL, parts, False
 
 
 @router.api_route("/{rest:path}", methods=["GET", "HEAD"])
 async def files(request: Request) -> Response:
-    """`/{ns}/{name}/resolve/{rev}/{path}` for models, `/datasets/...` for datasets."""
-    kind, parts = _repo_path(segments(request))
-    if len(parts) < 4 or parts[2] != "resolve":  # noqa: PLR2004
+    """`/{ns}/{name}/resolve/{rev}/{path}` (`/datasets/...` for datasets); else a web page."""
+    kind, parts, prefixed = _repo_path(segments(request))
+    if not prefixed and parts and parts[0] in _PROTOCOL_PREFIXES:
+        # Protocol clients probe routes this hub may not have (hf_xet asks /cas/v2 and falls
+        # back to v1 on a 404): those get the protocol's 404, never a page.
         return route_not_found()
-    return await routes_files.resolve(request, kind, RepoId(parts[0], parts[1]), parts[3:])
+    if len(parts) >= 3 and parts[2] == "resolve":  # noqa: PLR2004
+        if len(parts) < 4:  # noqa: PLR2004
+            return route_not_found()
+        return await routes_files.resolve(request, kind, RepoId(parts[0], parts[1]), parts[3:])
+    return await hub_pages.serve(request, kind, parts, prefixed=prefixed)
 
 
 @router.post("/{rest:path}")
 async def lfs(request: Request, rest: str) -> Response:
     """`/{ns}/{name}.git/info/lfs/objects/{batch|verify}` (with `datasets/` for datasets)."""
     del rest  # the raw path is parsed instead: it keeps %2F intact
-    kind, parts = _repo_path(segments(request))
+    kind, parts, _ = _repo_path(segments(request))
     if len(parts) != 6 or parts[2:5] != ["info", "lfs", "objects"] or not parts[1].endswith(".git"):  # noqa: PLR2004
         return route_not_found()
     repo_id = RepoId(parts[0], parts[1].removesuffix(".git"))

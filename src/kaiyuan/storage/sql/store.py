@@ -181,6 +181,10 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows
             )
         )
 
+    def delete_token(self, token_id: str) -> bool:
+        result = self._c.execute(delete(t.tokens).where(t.tokens.c.token_id == token_id))
+        return bool(result.rowcount)
+
     def find_token(self, token_id: str) -> AccessToken | None:
         row = self._c.execute(select(t.tokens).where(t.tokens.c.token_id == token_id)).first()
         if row is None:
