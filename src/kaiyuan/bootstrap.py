@@ -15,7 +15,10 @@ from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.gating import GatingService
+from kaiyuan.services.licensing.catalog import load_catalog
+from kaiyuan.services.licensing.service import LicensingService
 from kaiyuan.services.limits import RateLimiter
+from kaiyuan.services.lineage import LineageService
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
@@ -49,6 +52,8 @@ class Hub:
     limiter: RateLimiter
     gating: GatingService
     sessions: WebSessions
+    lineage: LineageService
+    licensing: LicensingService
 
     def close(self) -> None:
         self.metadata.close()
@@ -112,6 +117,16 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
     contents = ContentStore(metadata, blobs, xorbs)
     ingest = XetIngest(metadata, blobs, xorbs, compression=settings.xet_chunk_compression)
     accounts = AccountService(metadata)
+    catalog_path = settings.licence_catalog
+    load_catalog(catalog_path)  # a catalog that cannot be trusted stops the hub here
+    licensing = LicensingService(
+        metadata,
+        contents,
+        cache,
+        lambda: load_catalog(catalog_path),
+        max_card_bytes=settings.max_card_bytes,
+        external_models=settings.external_model_patterns,
+    )
     return Hub(
         settings=settings,
         metadata=metadata,
@@ -119,7 +134,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         accounts=accounts,
         repos=RepoService(metadata, blobs, cache),
         reads=ReadService(metadata, contents, cache),
-        commits=CommitService(metadata, blobs, contents, cache, commit_limits),
+        commits=CommitService(metadata, blobs, contents, cache, commit_limits, reviews=[licensing]),
         uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
         contents=contents,
         xet_ingest=ingest,
@@ -130,6 +145,8 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         limiter=RateLimiter(metadata),
         gating=GatingService(metadata),
         sessions=WebSessions(accounts, secret, settings.web_session_max_age_seconds),
+        lineage=LineageService(metadata),
+        licensing=licensing,
     )
 
 

@@ -147,7 +147,22 @@ class Settings(BaseSettings):
         description="How long a browser stays signed in after signing in with a token; deleting "
         "the token signs it out at once.",
     )
+    licence_catalog: Path | None = Field(
+        default=None,
+        description="A licence catalog (YAML, the packaged catalog's format) to use instead of "
+        "the packaged one, e.g. with licences an organisation added.",
+    )
+    lineage_external_models: str = Field(
+        default="",
+        description="Comma-separated patterns (`meta-llama/*`) of base models that live on "
+        "another hub: a card may name them in `base_model` without LIC-002 reporting that they "
+        "do not resolve. Their licences are not known, so nothing flows down from them.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
+
+    @property
+    def external_model_patterns(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.lineage_external_models.split(",") if p.strip())
 
     @property
     def admin_names(self) -> frozenset[str]:

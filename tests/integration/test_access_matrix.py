@@ -164,12 +164,18 @@ ENDPOINTS = [
     Endpoint("resolve LFS file", False, "GET", "/{repo}/resolve/main/weights.bin", files=True),
     Endpoint("xet read token", False, "GET", "/api/models/{repo}/xet-read-token/main", files=True),
     Endpoint("storage of repo", False, "GET", "/api/storage/models/{repo}"),
+    Endpoint("lineage", False, "GET", "/api/lineage/models/{repo}"),
+    Endpoint("licence report", False, "GET", "/api/licence-report/models/{repo}"),
+    # the licence audit is for the namespace's writers, like the access requests it records
+    Endpoint("licence acceptances", True, "GET", "/api/licence-acceptances/models/{repo}"),
     # reads: the web pages (a gated repository shows its pages; only the files are withheld)
     Endpoint("card page", False, "GET", "/{repo}", web=True),
     Endpoint("files page", False, "GET", "/{repo}/tree/main", web=True),
     Endpoint("file page", False, "GET", "/{repo}/blob/main/weights.bin", web=True),
     Endpoint("history page", False, "GET", "/{repo}/commits/main", web=True),
     Endpoint("refs page", False, "GET", "/{repo}/refs", web=True),
+    Endpoint("lineage page", False, "GET", "/{repo}/lineage", web=True),
+    Endpoint("licence page", False, "GET", "/{repo}/licence", web=True),
     Endpoint(
         "download from page", False, "GET", "/{repo}/resolve/main/weights.bin", files=True, web=True
     ),

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from kaiyuan.core.errors import InvalidInputError
-from kaiyuan.core.ids import RepoId
+from kaiyuan.core.ids import RepoId, validate_path
 from tests.support.hostile import auth
 from tests.support.hubs import ServerInfo
 
@@ -45,6 +45,37 @@ schemathesis.openapi.format(
 )
 
 
+def _valid_repo_id(value: str) -> bool:
+    try:
+        RepoId.parse(value)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _valid_path(value: str) -> bool:
+    try:
+        validate_path(value)
+    except InvalidInputError:
+        return False
+    return True
+
+
+# What the document calls a `repo-id` (ns/name) and a `repo-path`: the hub's rules decide.
+schemathesis.openapi.format(
+    "repo-id",
+    st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_]{0,12}/[A-Za-z0-9][A-Za-z0-9_.-]{0,20}\Z").filter(
+        _valid_repo_id
+    ),
+)
+schemathesis.openapi.format(
+    "repo-path",
+    st.from_regex(
+        r"\A[A-Za-z0-9_][A-Za-z0-9_. -]{0,20}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}){0,3}\Z"
+    ).filter(_valid_path),
+)
+
+
 def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
     document = httpx.get(f"{server.url}/api/openapi.json").json()
     paths = set(document["paths"])
@@ -53,6 +84,14 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
         "/api/storage",
         "/api/storage/{namespace}",
         "/api/storage/{kind}/{namespace}/{name}",
+        "/api/lineage/{kind}/{namespace}/{name}",
+        "/api/licences",
+        "/api/licences/{licence_id}",
+        "/api/licence-report/{kind}/{namespace}/{name}",
+        "/api/licence-check",
+        "/api/licence-policy",
+        "/api/licence-policy/{org}",
+        "/api/licence-acceptances/{kind}/{namespace}/{name}",
     }
 
 

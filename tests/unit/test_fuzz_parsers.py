@@ -262,7 +262,7 @@ PATHS = st.lists(
     ).filter(lambda part: part not in {".", ".."} and part.lower() != ".git"),
     min_size=1,
     max_size=3,
-).map("/".join)
+).map("/".join).filter(lambda path: not re.match(r"^[A-Za-z]:", path))  # no drive letters
 OPERATIONS = st.one_of(
     st.builds(PutRegularFile, PATHS, st.binary(max_size=64)),
     st.builds(

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub, migrate_database
+from kaiyuan.cli import licence, lineage
+from kaiyuan.cli.failures import fail as _fail
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
 from kaiyuan.services.accounts import parse_scope
@@ -26,20 +28,13 @@ app.add_typer(admin, name="admin")
 admin.add_typer(users, name="user")
 admin.add_typer(orgs, name="org")
 admin.add_typer(tokens, name="token")
+app.add_typer(lineage.app, name="lineage")
+app.add_typer(licence.app, name="licence")
+admin.add_typer(licence.policy_app, name="licence-policy")
 
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default: $KAIYUAN_DATA_DIR or ~/.kaiyuan)."),
-]
-
-# Exit codes per error family, so scripts can tell them apart.
-_EXIT_CODES: list[tuple[type[errors.HubError], int, str]] = [
-    (errors.NotFoundError, 3, "check the name with the listing commands"),
-    (errors.ConflictError, 4, "pick another name, or use the existing one"),
-    (errors.AuthenticationError, 5, "create a token: kaiyuan admin token create USER"),
-    (errors.AccessDeniedError, 5, "use a token of a namespace member with write scope"),
-    (errors.InvalidInputError, 2, "see `kaiyuan --help` for the accepted forms"),
-    (errors.StorageUnavailableError, 6, "check KAIYUAN_DATABASE_URL and that the database runs"),
 ]
 
 
@@ -51,15 +46,6 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
         return load_settings(**values)
     except errors.HubError as exc:
         _fail(exc)
-
-
-def _fail(error: errors.HubError) -> NoReturn:
-    for cls, code, hint in _EXIT_CODES:
-        if isinstance(error, cls):
-            typer.echo(f"error: {error.message} (next: {hint})", err=True)
-            raise typer.Exit(code)
-    typer.echo(f"error: {error.message}", err=True)
-    raise typer.Exit(1)
 
 
 @contextlib.contextmanager

@@ -101,3 +101,7 @@ class UnsupportedError(HubError):
 
 class StorageUnavailableError(HubError):
     """A backing store (database, blob store) cannot be reached right now; retrying may work."""
+
+
+class PolicyViolationError(InvalidInputError):
+    """A push breaks licence obligations that the hub's or organisation's policy rejects."""

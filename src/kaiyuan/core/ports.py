@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Protocol
 
 from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.lineage import (
+    EdgeOrigin,
+    LicenceAcceptance,
+    LicenceReport,
+    LineageEdge,
+    PolicyAction,
+)
 from kaiyuan.core.models import (
     AccessRequest,
     AccessStatus,
@@ -122,6 +129,22 @@ class MetadataSession(Protocol):
         ...
 
     def access_requests(self, repo: Repo, status: AccessStatus) -> list[AccessRequest]: ...
+    # lineage and licences
+    def set_lineage_edges(
+        self, repo: Repo, commit: str, origin: EdgeOrigin, edges: list[LineageEdge]
+    ) -> None: ...
+    def lineage_edges(self, repo: Repo, commit: str) -> list[LineageEdge]: ...
+    def lineage_children(self, repo: Repo) -> list[LineageEdge]:
+        """Edges into `repo` from the current revision (default branch head) of each child."""
+        ...
+
+    def save_licence_report(self, repo: Repo, report: LicenceReport) -> None: ...
+    def licence_report(self, repo: Repo, commit: str) -> LicenceReport | None: ...
+    def licence_policy(self, scope: str) -> dict[str, PolicyAction]: ...
+    def set_licence_policy(self, scope: str, check: str, action: PolicyAction | None) -> None: ...
+    def add_licence_acceptance(self, repo: Repo, acceptance: LicenceAcceptance) -> None: ...
+    def licence_acceptances(self, repo: Repo) -> list[LicenceAcceptance]: ...
+
     def list_repos(
         self,
         kind: RepoKind,

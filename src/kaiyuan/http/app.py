@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from kaiyuan import __version__
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import HubError
 from kaiyuan.http.api import health as health_routes
+from kaiyuan.http.api import licences as licence_routes
+from kaiyuan.http.api import lineage as lineage_routes
 from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
-from kaiyuan.http.hfcompat.errors import handle_hub_error, handle_unexpected
+from kaiyuan.http.hfcompat.errors import (
+    handle_bad_parameters,
+    handle_hub_error,
+    handle_unexpected,
+)
 from kaiyuan.http.web import hub_pages
 
 
@@ -27,11 +34,14 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     app.add_exception_handler(HubError, handle_hub_error)
+    app.add_exception_handler(RequestValidationError, handle_bad_parameters)
     app.add_exception_handler(Exception, handle_unexpected)
     app.include_router(routes_repos.router, include_in_schema=False)
     app.include_router(cas_routes.router, include_in_schema=False)
     app.include_router(storage_routes.router)
     app.include_router(health_routes.router)
+    app.include_router(lineage_routes.router)
+    app.include_router(licence_routes.router)
     app.include_router(hub_pages.router)
     app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.

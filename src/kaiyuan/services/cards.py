@@ -101,8 +101,53 @@ def _check_fields(data: dict[Any, Any]) -> None:
     ):
         raise InvalidInputError("card field 'base_model' must be a repo id or a list of repo ids")
     license_id = data.get("license")
-    if license_id is not None and not isinstance(license_id, str):
-        raise InvalidInputError("card field 'license' must be a string")
+    if license_id is not None and not (
+        isinstance(license_id, str)
+        or (isinstance(license_id, list) and all(isinstance(v, str) for v in license_id))
+    ):
+        raise InvalidInputError("card field 'license' must be a string (or a list, for data)")
+    if "gated" in data and data["gated"] not in GATED_VALUES:
+        raise InvalidInputError("card field 'gated' must be auto, manual or false")
+    form = data.get("extra_gated_fields")
+    if form is not None:
+        gate_form(form)
+
+
+GATED_VALUES = ("auto", "manual", True, False, None)
+FORM_TYPES = frozenset({"text", "checkbox", "date_picker", "country", "select"})
+MAX_FORM_FIELDS = 32
+
+
+def gate_form(value: object) -> dict[str, dict[str, Any]]:
+    """`extra_gated_fields` as {label: {"type": ..., "options": [...]}}; InvalidInput if bad.
+
+    Each field is a type name (`text`, `checkbox`, `date_picker`, `country`) or a mapping with
+    `type: select` and `options` (strings, or mappings with `label` and `value`).
+    """
+    if not isinstance(value, dict) or len(value) > MAX_FORM_FIELDS:
+        raise InvalidInputError(
+            f"card field 'extra_gated_fields' must map at most {MAX_FORM_FIELDS} labels to types"
+        )
+    form: dict[str, dict[str, Any]] = {}
+    for label, spec in value.items():
+        kind = spec.get("type") if isinstance(spec, dict) else spec
+        if not isinstance(label, str) or kind not in FORM_TYPES:
+            raise InvalidInputError(
+                f"extra_gated_fields: {label!r} must be text, checkbox, date_picker, country or "
+                "select"
+            )
+        options: list[str] = []
+        if kind == "select":
+            raw = spec.get("options") if isinstance(spec, dict) else None
+            if not isinstance(raw, list) or not raw:
+                raise InvalidInputError(f"extra_gated_fields: select {label!r} needs options")
+            for option in raw:
+                picked = option.get("value") if isinstance(option, dict) else option
+                if not isinstance(picked, str | int | float):
+                    raise InvalidInputError(f"extra_gated_fields: bad option in {label!r}")
+                options.append(str(picked))
+        form[label] = {"type": kind, "options": options}
+    return form
 
 
 def _check_json_values(data: dict[Any, Any]) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from kaiyuan.core.digests import GitSignature, git_blob_sha1, git_commit_sha1, lfs_pointer_sha1
 from kaiyuan.core.errors import (
@@ -90,6 +92,24 @@ def _check_card(path: str, content: bytes) -> None:
     cards.parse_card(text)
 
 
+class CommitReview(Protocol):
+    """Looks at a commit before it lands, inside its transaction.
+
+    It may record what it learns (in `session`) or raise a domain error, which refuses the
+    commit and rolls everything back.
+    """
+
+    def review(
+        self,
+        session: MetadataSession,
+        principal: Principal,
+        repo: Repo,
+        branch: str,
+        files: dict[str, FileEntry],
+        commit: Commit,
+    ) -> None: ...
+
+
 def author_signature(author: str, when: datetime) -> GitSignature:
     return GitSignature(author, f"{author}@users.noreply.kaiyuan", int(when.timestamp()))
 
@@ -103,8 +123,10 @@ class CommitService:
         cache: trees.TreeCache,
         limits: CommitLimits,
         clock: Clock = utc_now,
+        reviews: Sequence[CommitReview] = (),
     ) -> None:
         self._store = store
+        self._reviews = tuple(reviews)
         self._blobs = blobs
         self._contents = contents
         self._cache = cache
@@ -164,6 +186,8 @@ class CommitService:
                 message = f"{request.title}\n\n{request.description}"
             sha = git_commit_sha1(root, [head.sha], author_signature(author, now), message)
             commit = Commit(sha, root, (head.sha,), request.title, message, author, now)
+            for review in self._reviews:
+                review.review(session, principal, repo, branch, files, commit)
             for index, blob in blobs.items():
                 op = request.operations[index]
                 if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):

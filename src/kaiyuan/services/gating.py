@@ -9,6 +9,8 @@ Members of the namespace always have access.
 from __future__ import annotations
 
 import secrets
+from datetime import date
+from typing import Any
 
 from kaiyuan.core.errors import (
     AccessDeniedError,
@@ -18,7 +20,8 @@ from kaiyuan.core.errors import (
     UserNotFoundError,
 )
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.core.models import AccessRequest, AccessStatus, Gating, Principal, Repo
+from kaiyuan.core.lineage import LicenceAcceptance
+from kaiyuan.core.models import AccessRequest, AccessStatus, Gating, Principal, RefKind, Repo
 from kaiyuan.core.ports import MetadataSession, MetadataStore
 from kaiyuan.services import access
 from kaiyuan.services.clock import Clock, utc_now
@@ -57,6 +60,11 @@ class GatingService:
                 if existing.status is AccessStatus.REJECTED:
                     raise AccessDeniedError(f"your request for {repo_id} was rejected")
                 return existing
+            head = session.get_ref(repo, RefKind.BRANCH, repo.default_branch)
+            terms = session.licence_report(repo, head.target) if head else None
+            form = terms.facts.get("gate_form") if terms else None
+            if isinstance(form, dict) and form:
+                _check_answers(form, fields)
             now = self._clock()
             auto = repo.gated is Gating.AUTO
             request = AccessRequest(
@@ -68,7 +76,32 @@ class GatingService:
                 decided_at=now if auto else None,
             )
             session.save_access_request(repo, request)
+            # Asking is accepting the licence shown with the card at that revision: keep it.
+            version = terms.facts.get("licence_version") if terms else None
+            session.add_licence_acceptance(
+                repo,
+                LicenceAcceptance(
+                    user=principal.user,
+                    licence=terms.licence if terms else None,
+                    licence_version=str(version) if version else None,
+                    commit=head.target if head else "",
+                    accepted_at=now,
+                    request_id=request.request_id,
+                ),
+            )
             return request
+
+    def acceptances(
+        self, principal: Principal, kind: RepoKind, repo_id: RepoId
+    ) -> list[LicenceAcceptance]:
+        """Who accepted which licence (and version) of a gated repository, and when.
+
+        For writers of the namespace.
+        """
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, kind, repo_id)
+            access.require_write(principal, repo_id.namespace)
+            return session.licence_acceptances(repo)
 
     def requests(
         self, principal: Principal, kind: RepoKind, repo_id: RepoId, status: AccessStatus
@@ -150,3 +183,27 @@ def _check_fields(fields: dict[str, str]) -> None:
             raise InvalidInputError("form fields are strings")
         if len(name) > MAX_FIELD_CHARS or len(value) > MAX_FIELD_CHARS:
             raise InvalidInputError(f"form fields are at most {MAX_FIELD_CHARS} characters")
+
+
+_TRUE = frozenset({"true", "on", "yes", "1"})
+
+
+def _check_answers(form: dict[str, Any], fields: dict[str, str]) -> None:
+    """The answers must fill the card's `extra_gated_fields` form, and nothing else."""
+    unknown = sorted(set(fields) - set(form))
+    if unknown:
+        raise InvalidInputError(f"the request form has no field {unknown[0]!r}")
+    for label, spec in form.items():
+        answer = fields.get(label, "").strip()
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if not answer:
+            raise InvalidInputError(f"the request form needs an answer for {label!r}")
+        if kind == "checkbox" and answer.lower() not in _TRUE:
+            raise InvalidInputError(f"{label!r} must be checked (true)")
+        if kind == "select" and answer not in (spec.get("options") or []):
+            raise InvalidInputError(f"{label!r} must be one of the form's options")
+        if kind == "date_picker":
+            try:
+                date.fromisoformat(answer)
+            except ValueError:
+                raise InvalidInputError(f"{label!r} must be a date (YYYY-MM-DD)") from None

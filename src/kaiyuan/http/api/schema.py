@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-OTHER_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # Path parameters as the document declares them. Only declared: the services validate names
 # themselves (so that a bad one is our 400, not a framework's 422). The pattern is a little
@@ -54,5 +54,7 @@ def refuse_other_methods(router: APIRouter, paths: list[str], allowed: str = "GE
             headers={"Allow": allowed},
         )
 
+    taken = {method.strip() for method in allowed.split(",")}
+    others = [method for method in METHODS if method not in taken]
     for path in paths:
-        router.add_api_route(path, not_allowed, methods=OTHER_METHODS, include_in_schema=False)
+        router.add_api_route(path, not_allowed, methods=others, include_in_schema=False)

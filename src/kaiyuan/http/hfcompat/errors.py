@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from kaiyuan.core import errors as e
@@ -25,6 +26,7 @@ _MAPPING: list[tuple[type[e.HubError], int, str | None]] = [
     (e.StaleParentError, 412, None),
     (e.ConflictError, 409, None),
     (e.TooLargeError, 413, None),
+    (e.PolicyViolationError, 422, None),
     (e.InvalidInputError, 400, None),
     (e.UnsupportedError, 501, None),
     (e.StorageUnavailableError, 503, None),
@@ -43,7 +45,7 @@ def error_response(error: e.HubError) -> JSONResponse:
     status, code = status_of(error)
     if isinstance(error, e.GatedRepoError) and not error.signed_in:
         status = 401
-    headers = {"X-Error-Message": _header_safe(error.message)}
+    headers = {"X-Error-Message": header_safe(error.message)}
     if code:
         headers["X-Error-Code"] = code
     if isinstance(error, e.EntryNotFoundError) and error.commit_id:
@@ -58,6 +60,14 @@ def error_response(error: e.HubError) -> JSONResponse:
 async def handle_hub_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, e.HubError)  # noqa: S101 - registered for HubError only
     return error_response(error)
+
+
+async def handle_bad_parameters(_request: Request, error: Exception) -> JSONResponse:
+    """A query or path parameter the native API's declaration refuses: 400, like any bad input."""
+    assert isinstance(error, RequestValidationError)  # noqa: S101 - registered for it only
+    problem = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(p) for p in problem.get("loc", ()) if p not in {"query", "path", "body"})
+    return error_response(e.InvalidInputError(f"{where or 'request'}: {problem.get('msg')}"))
 
 
 async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -76,7 +86,7 @@ async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def _header_safe(message: str) -> str:
+def header_safe(message: str) -> str:
     # Headers carry latin-1 only and no line breaks.
     flat = " ".join(message.split())
     return flat.encode("latin-1", "replace").decode("latin-1")[:1000]

@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.errors import InvalidInputError, UnsupportedError
 from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.lineage import Severity
 from kaiyuan.http.context import base_url, caller, field, hub_of, read_body, read_json_object
-from kaiyuan.http.hfcompat.errors import route_not_found
+from kaiyuan.http.hfcompat.errors import header_safe, route_not_found
 from kaiyuan.http.hfcompat.ndjson import parse_commit
 from kaiyuan.http.hfcompat.routes_repos import repo_url
 from kaiyuan.services.preupload import Candidate, plan
@@ -85,7 +86,16 @@ async def commit(request: Request, kind: RepoKind, repo_id: RepoId, args: list[s
     branch = args[0]
     result = await run_in_threadpool(hub.commits.commit, principal, kind, repo_id, branch, parsed)
     url = f"{repo_url(base_url(request), kind, repo_id)}/commit/{result.sha}"
-    return JSONResponse({"commitOid": result.sha, "commitUrl": url, "pullRequestUrl": None})
+    response = JSONResponse({"commitOid": result.sha, "commitUrl": url, "pullRequestUrl": None})
+    report = await run_in_threadpool(hub.licensing.report, principal, kind, repo_id, result.sha)
+    for finding in report.findings:
+        if finding.severity is not Severity.INFO:
+            # The HF clients log each X-HF-Warning topic once: `hf upload` users see them.
+            text = (
+                f"{finding.check} {finding.severity.value}: {finding.message}. Fix: {finding.fix}"
+            )
+            response.headers.append("X-HF-Warning", f"{finding.check}; {header_safe(text)}")
+    return response
 
 
 # --- LFS ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ _TITLES = {
     404: "Not found",
     409: "Conflict",
     413: "Too large",
+    422: "Refused by the licence policy",
     429: "Too many requests",
     503: "Temporarily unavailable",
 }

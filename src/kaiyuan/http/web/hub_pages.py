@@ -172,6 +172,23 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+@router.post("/-/ask-access/{kind}/{namespace}/{name}")
+async def ask_access(request: Request, kind: str, namespace: str, name: str) -> Response:
+    """The card page's request form: the answers become an access request, as the API's."""
+    hub = hub_of(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    principal = await run_in_threadpool(hub.sessions.principal, cookie)
+    try:
+        _same_origin(request)
+        repo_kind, repo_id = RepoKind.parse(kind), RepoId(namespace, name)
+        answers = _form(await read_body(request, MAX_FORM_BYTES * 4), limit=64)
+        await run_in_threadpool(hub.gating.ask, principal, repo_kind, repo_id, answers)
+    except HubError as error:
+        return error_page(request, principal, error)
+    prefix = "/datasets" if repo_kind is RepoKind.DATASET else ""
+    return RedirectResponse(f"{prefix}/{repo_id}", status_code=303)
+
+
 @router.get("/-/admin")
 async def admin(request: Request) -> Response:
     """Storage statistics of the whole hub, for the users named in the `admins` setting."""
@@ -189,9 +206,9 @@ async def admin(request: Request) -> Response:
     return page(request, principal, "admin.html", usage=usage)
 
 
-def _form(body: bytes) -> dict[str, str]:
+def _form(body: bytes, limit: int = 8) -> dict[str, str]:
     try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=8, strict_parsing=False)
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=limit, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
         raise InvalidInputError("the form is not valid URL-encoded UTF-8") from None
     return {key: values[0] for key, values in fields.items() if values}

@@ -20,10 +20,12 @@ from kaiyuan.core.errors import EntryNotFoundError, GatedRepoError, HubError, In
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, FolderEntry, Principal, RefKind, ResolvedRevision
 from kaiyuan.http.context import caller, hub_of
+from kaiyuan.http.web import lineage_graph
 from kaiyuan.http.web.errors import error_page, not_found_page
 from kaiyuan.http.web.markdown import render_card
 from kaiyuan.http.web.render import RepoLinks, page
-from kaiyuan.services.cards import CARD_PATH, card_body, parse_card
+from kaiyuan.services.cards import CARD_PATH, card_body, gate_form, parse_card
+from kaiyuan.services.lineage import LineageNode
 
 PREVIEW_BYTES = 512 * 1024  # a file page shows at most this much text
 HISTORY_PAGE = 50
@@ -43,6 +45,8 @@ TABS: list[Tab] = [
     Tab("files", "Files", lambda links, rev: links.tree(rev)),
     Tab("commits", "History", lambda links, rev: links.commits(rev)),
     Tab("refs", "Branches and tags", lambda links, _rev: links.refs),
+    Tab("lineage", "Lineage", lambda links, _rev: f"{links.home}/lineage"),
+    Tab("licence", "Licence", lambda links, rev: f"{links.home}/licence?revision={rev}"),
 ]
 
 View = Callable[[Hub, Principal, RepoKind, RepoId, list[str], Request], tuple[str, dict[str, Any]]]
@@ -110,8 +114,19 @@ def _card(
         metadata=_metadata_rows(metadata or {}),
         metadata_error=metadata_error,
         gate=_gate(hub, principal, at),
+        form=_gate_form(metadata or {}),
+        prompt=_short(str((metadata or {}).get("extra_gated_prompt", "")), 4000),
     )
     return "repo_card.html", values
+
+
+def _gate_form(metadata: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """The access request form of a gated repository: (label, type, options) per field."""
+    try:
+        form = gate_form(metadata.get("extra_gated_fields") or {})
+    except InvalidInputError:
+        return []
+    return [(label, spec["type"], spec["options"]) for label, spec in form.items()]
 
 
 def _metadata_rows(metadata: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -244,6 +259,44 @@ def _refs(
     return "repo_refs.html", values
 
 
+def _lineage(
+    hub: Hub, principal: Principal, kind: RepoKind, repo_id: RepoId, rest: list[str], r: Request
+) -> tuple[str, dict[str, Any]]:
+    if rest:
+        raise InvalidInputError("the lineage page takes no path")
+    revision = r.query_params.get("revision") or None
+    at = hub.reads.resolve(principal, kind, repo_id, revision)
+    up = hub.lineage.ancestors(principal, kind, repo_id, at.commit.sha)
+    down = hub.lineage.descendants(principal, kind, repo_id)
+    pages: dict[str, str] = {}
+    for node in _nodes(up) + _nodes(down):
+        if node.repo_id is not None:
+            pages[str(node.repo_id)] = RepoLinks(node.kind, node.repo_id).home + "/lineage"
+    values = _frame(at, "lineage")
+    values.update(graph=lineage_graph.layout(up, down, pages), up=up, down=down, pages=pages)
+    return "repo_lineage.html", values
+
+
+def _nodes(node: LineageNode) -> list[LineageNode]:
+    found = [node]
+    for child in node.children:
+        found.extend(_nodes(child))
+    return found
+
+
+def _licence(
+    hub: Hub, principal: Principal, kind: RepoKind, repo_id: RepoId, rest: list[str], r: Request
+) -> tuple[str, dict[str, Any]]:
+    if rest:
+        raise InvalidInputError("the licence page takes no path")
+    revision = r.query_params.get("revision") or None
+    at = hub.reads.resolve(principal, kind, repo_id, revision)
+    report = hub.licensing.report(principal, kind, repo_id, at.commit.sha)
+    values = _frame(at, "licence")
+    values.update(report=report)
+    return "repo_licence.html", values
+
+
 _VIEWS: dict[str, View] = {
     "": _card,
     "tree": _tree,
@@ -251,4 +304,6 @@ _VIEWS: dict[str, View] = {
     "commits": _commits,
     "commit": _commit,
     "refs": _refs,
+    "lineage": _lineage,
+    "licence": _licence,
 }

@@ -41,6 +41,7 @@ from kaiyuan.storage.sql.dialects import (
     make_engine,
 )
 from kaiyuan.storage.sql.gating_rows import GatingRows
+from kaiyuan.storage.sql.lineage_rows import LineageRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 log = logging.getLogger("kaiyuan.storage")
@@ -122,7 +123,7 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows):
+class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows, LineageRows):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine

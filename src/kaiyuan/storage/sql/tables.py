@@ -186,3 +186,60 @@ access_requests = Table(
     Column("decided_by", String(96), nullable=True),
     Column("reason", Text, nullable=True),
 )
+
+# Lineage: what each revision of a repository says it derives from. `parent_repo_pk` and
+# `parent_commit` are set where the parent resolved on this hub (the revision it was declared
+# against); `origin` tells declared edges from measured ones.
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("child_repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("child_commit", String(40), nullable=False),
+    Column("parent", String(200), nullable=False),
+    Column("parent_kind", String(16), nullable=False),
+    Column("parent_repo_pk", Integer, ForeignKey("repos.pk", ondelete="SET NULL"), nullable=True),
+    Column("parent_commit", String(40), nullable=True),
+    Column("relation", String(32), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_lineage_child", "child_repo_pk", "child_commit"),
+    Index("ix_lineage_parent", "parent_repo_pk"),
+)
+
+# The licence report of each revision: the findings, and the facts its descendants check against.
+licence_reports = Table(
+    "licence_reports",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("commit", String(40), primary_key=True),
+    Column("licence", String(200), nullable=True),
+    Column("facts", Text, nullable=False),
+    Column("findings", Text, nullable=False),
+    Column("catalog_version", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# What each check does for the hub (scope '') and for an organisation (scope: its name).
+licence_policies = Table(
+    "licence_policies",
+    metadata,
+    Column("scope", String(96), primary_key=True),
+    Column("check_id", String(16), primary_key=True),
+    Column("action", String(16), nullable=False),
+)
+
+# Who accepted which licence (and version) of a gated repository, and when.
+licence_acceptances = Table(
+    "licence_acceptances",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("user", String(96), nullable=False),
+    Column("licence", String(200), nullable=True),
+    Column("licence_version", String(64), nullable=True),
+    Column("commit", String(40), nullable=False),
+    Column("request_id", String(32), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False),
+    Index("ix_acceptances_repo", "repo_pk", "accepted_at"),
+)

@@ -1,0 +1,65 @@
+"""Calls to a running hub's native API; answers as plain data, failures as domain errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from kaiyuan.core import errors
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
+_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class HubClient:
+    def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
+        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
+        self._token = token
+
+    def lineage(self, kind: str, repo_id: str, revision: str | None) -> dict[str, Any]:
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/lineage/{kind}s/{repo_id}", params=params)
+
+    def licence_report(self, kind: str, repo_id: str, revision: str | None) -> dict[str, Any]:
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/licence-report/{kind}s/{repo_id}", params=params)
+
+    def licence_check(self, draft: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/api/licence-check", json=draft)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            answer = httpx.request(
+                method, self.endpoint + path, headers=headers, timeout=_TIMEOUT, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise errors.StorageUnavailableError(
+                f"cannot reach the hub at {self.endpoint}: {exc}"
+            ) from None
+        if answer.status_code >= 400:  # noqa: PLR2004
+            raise _error(answer)
+        body = answer.json()
+        if not isinstance(body, dict):
+            raise errors.InvalidInputError(f"unexpected answer from {self.endpoint}{path}")
+        return body
+
+
+def _error(answer: httpx.Response) -> errors.HubError:
+    try:
+        message = str(answer.json().get("error", answer.text))
+    except ValueError:
+        message = answer.text[:500]
+    status = answer.status_code
+    if status == 404:  # noqa: PLR2004
+        return errors.NotFoundError(message)
+    if status == 401:  # noqa: PLR2004
+        return errors.AuthenticationError(message)
+    if status == 403:  # noqa: PLR2004
+        return errors.AccessDeniedError(message)
+    if status == 429:  # noqa: PLR2004
+        return errors.RateLimitedError(message, int(answer.headers.get("retry-after", "1")))
+    if status >= 500:  # noqa: PLR2004
+        return errors.StorageUnavailableError(f"the hub failed ({status}): {message}")
+    return errors.InvalidInputError(message)

@@ -1,0 +1,1 @@
+"""Licences: the catalog, the compliance checks on every push, policies, openness."""
