@@ -11,6 +11,16 @@ import pytest
 
 from kaiyuan.core.errors import AlreadyExistsError
 from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.lineage import (
+    EdgeOrigin,
+    Finding,
+    LicenceAcceptance,
+    LicenceReport,
+    LineageEdge,
+    PolicyAction,
+    Relation,
+    Severity,
+)
 from kaiyuan.core.models import (
     AccessRequest,
     AccessStatus,
@@ -217,3 +227,80 @@ def test_a_schema_newer_than_this_version_is_left_alone(store: SqlMetadataStore)
     seed(store)  # and the tables are still there to serve from
     with store.session() as s:
         assert s.get_account("alice") is not None
+
+
+def test_lineage_reports_policies_and_acceptances(store: SqlMetadataStore) -> None:
+    seed(store)
+    with store.session(write=True) as s:
+        base = s.add_repo(RepoKind.MODEL, RepoId("acme", "base"), False, NOW)
+        child = s.add_repo(RepoKind.MODEL, RepoId("acme", "child"), False, NOW)
+        s.add_ref(child, Ref(RefKind.BRANCH, "main", "c" * 40))
+        edges = [
+            LineageEdge(
+                RepoKind.MODEL,
+                child.repo_id,
+                "c" * 40,
+                "acme/base",
+                Relation.FINETUNE,
+                EdgeOrigin.DECLARED,
+                base.repo_id,
+                "b" * 40,
+                NOW,
+            ),
+            LineageEdge(
+                RepoKind.MODEL,
+                child.repo_id,
+                "c" * 40,
+                "elsewhere/x",
+                Relation.FINETUNE,
+                EdgeOrigin.DECLARED,
+                None,
+                None,
+                NOW,
+            ),
+        ]
+        s.set_lineage_edges(child, "c" * 40, EdgeOrigin.DECLARED, edges)
+        s.set_lineage_edges(child, "c" * 40, EdgeOrigin.DECLARED, edges)  # replaces, no duplicates
+    with store.session() as s:
+        found = s.lineage_edges(child, "c" * 40)
+        assert [(e.parent, e.parent_repo, e.parent_commit) for e in found] == [
+            ("acme/base", base.repo_id, "b" * 40),
+            ("elsewhere/x", None, None),
+        ]
+        assert [str(e.child) for e in s.lineage_children(base)] == ["acme/child"]
+        assert s.lineage_edges(child, "d" * 40) == []
+    with store.session(write=True) as s:
+        s.add_ref(child, Ref(RefKind.BRANCH, "other", "d" * 40))
+        s.move_branch(child, "main", "c" * 40, "e" * 40)  # the child moved on: no longer a child
+    with store.session() as s:
+        assert s.lineage_children(base) == []
+
+    report = LicenceReport(
+        RepoKind.MODEL,
+        child.repo_id,
+        "c" * 40,
+        "mit",
+        (Finding("LIC-004", Severity.ERROR, "m", "f", "acme/base", "c", PolicyAction.REJECT),),
+        "1",
+        NOW,
+        {"licence": "mit", "gate_form": {"a": {"type": "text", "options": []}}},
+    )
+    with store.session(write=True) as s:
+        s.save_licence_report(child, report)
+        s.save_licence_report(child, report)
+        s.set_licence_policy("acme", "LIC-004", PolicyAction.REJECT)
+        s.set_licence_policy("acme", "LIC-007", PolicyAction.OFF)
+        s.set_licence_policy("acme", "LIC-007", None)
+        s.add_licence_acceptance(
+            child, LicenceAcceptance("alice", "mit", "1", "c" * 40, NOW, "r" * 24)
+        )
+    with store.session() as s:
+        assert s.licence_report(child, "c" * 40) == report
+        assert s.licence_report(child, "f" * 40) is None
+        assert s.licence_policy("acme") == {"LIC-004": PolicyAction.REJECT}
+        assert s.licence_policy("") == {}
+        assert [a.user for a in s.licence_acceptances(child)] == ["alice"]
+    with store.session(write=True) as s:
+        s.delete_repo(child)
+    with store.session() as s:
+        assert s.lineage_children(base) == []

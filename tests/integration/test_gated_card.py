@@ -184,3 +184,31 @@ def _ndjson(readme: bytes) -> bytes:
         },
     ]
     return b"\n".join(json.dumps(line).encode() for line in lines)
+
+
+def test_the_card_page_builds_the_request_form(hub: ServerInfo) -> None:
+    repo, _ = publish(
+        hub,
+        license="llama3.1",
+        gated="manual",
+        extra_gated_prompt="You agree to the Llama 3.1 Community License.",
+        extra_gated_fields=FORM,
+    )
+    with httpx.Client(base_url=hub.url) as browser:
+        assert browser.post("/-/login", data={"token": hub.bob}).status_code == 303
+        page = browser.get(f"/{repo}").text
+        assert "You agree to the Llama 3.1 Community License." in page
+        assert 'type="checkbox"' in page and 'type="date"' in page and "<option>research" in page
+        action = f"/-/ask-access/models/{repo}"
+        assert f'action="{action}"' in page
+        missing = browser.post(action, data={k: v for k, v in ANSWERS.items() if k != "Country"})
+        assert missing.status_code == 400 and "Country" in missing.text
+        foreign = browser.post(action, data=ANSWERS, headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        sent = browser.post(action, data=ANSWERS, follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"] == f"/{repo}"
+    pending = list(HfApi(endpoint=hub.url, token=hub.alice).list_pending_access_requests(repo))
+    assert [r.username for r in pending] == ["bob"]
+    assert pending[0].fields == ANSWERS
+    anonymous = httpx.post(f"{hub.url}/-/ask-access/models/{repo}", data=ANSWERS)
+    assert anonymous.status_code in {303, 401}  # sign in first

@@ -16,7 +16,9 @@ leaves the repository unchanged; `warn` lets it through and the client logs the 
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from tests.integration.test_hf_cli import hf_executable
 from tests.support.clients import client_env
 from tests.support.hostile import auth
-from tests.support.hubs import ServerInfo, start_server
+from tests.support.hubs import ServerInfo, run_admin, start_server
 
 LLAMA31_NOTICE = (
     "Llama 3.1 is licensed under the Llama 3.1 Community License, "
@@ -289,3 +291,122 @@ def test_reject_blocks_the_push_through_the_client_and_warn_lets_it_through(
     assert upload.returncode == 0, upload.stderr
     assert "LIC-006 error" in upload.stderr and "Fix: rename the repository" in upload.stderr
     assert "README.md" in api.list_repo_files(repo)
+
+
+def kaiyuan(hub: ServerInfo, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**client_env(hub.url, Path("/nonexistent-home"), hub.alice), "HF_ENDPOINT": hub.url}
+    return subprocess.run(
+        [sys.executable, "-m", "kaiyuan", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_licence_check_of_a_revision_and_of_a_folder(hub: ServerInfo, tmp_path: Path) -> None:
+    base = llama_base(hub)
+    child = f"acme/{unique('helper-8b')}"
+    publish(
+        hub,
+        child,
+        card("Built with Llama.", license="llama3.1", base_model=base),
+        NOTICE=LLAMA31_NOTICE.encode(),
+    )
+    shown = kaiyuan(hub, "licence", "check", child)
+    assert shown.returncode == 1, shown.stderr  # an error finding
+    assert shown.stdout.splitlines()[0].endswith(": licence llama3.1")
+    assert f"LIC-006 error [{base}]: " in shown.stdout and "    fix: rename" in shown.stdout
+    as_json = kaiyuan(hub, "licence", "check", child, "--json")
+    assert {f["check"] for f in json.loads(as_json.stdout)["findings"]} == {"LIC-006", "LIC-012"}
+    assert kaiyuan(hub, "licence", "check", base).returncode == 0  # information only
+
+    folder = tmp_path / "Llama-helper-8b"
+    folder.mkdir()
+    (folder / "README.md").write_bytes(
+        card("Built with Llama.", license="apache-2.0", base_model=base)
+    )
+    (folder / "model.safetensors").write_bytes(b"weights never leave the machine")
+    draft = kaiyuan(hub, "licence", "check", str(folder), "--as", "acme/Llama-helper-8b", "--json")
+    assert draft.returncode == 1
+    report = json.loads(draft.stdout)
+    assert report["revision"] == ""
+    assert {(f["check"], f["ancestor"]) for f in report["findings"]} >= {
+        ("LIC-005", base),  # apache-2.0 drops the Llama terms
+        ("LIC-008", base),  # and the notice
+    }
+    (folder / "README.md").write_bytes(b"---\nlicense: [unclosed\n---\n")
+    broken = json.loads(
+        kaiyuan(hub, "licence", "check", str(folder), "--as", "acme/x", "--json").stdout
+    )
+    assert broken["findings"][0]["check"] == "LIC-001" and broken["rejected"]
+    no_target = kaiyuan(hub, "licence", "check", str(folder))
+    assert no_target.returncode == 2 and "--as" in no_target.stderr
+    assert HfApi(endpoint=hub.url, token=hub.alice).repo_exists("acme/Llama-helper-8b") is False
+
+
+def test_admin_sets_the_hub_policy(hub: ServerInfo) -> None:
+    done = run_admin(hub.env, "licence-policy", "set", "LIC-007", "reject")
+    assert done.returncode == 0, done.stderr
+    try:
+        shown = run_admin(hub.env, "licence-policy", "show").stdout.splitlines()
+        assert "LIC-007 reject *" in shown and "LIC-006 warn" in shown
+        # an organisation cannot weaken the hub's choice
+        weaker = httpx.put(
+            f"{hub.url}/api/licence-policy/acme", json={"LIC-007": "off"}, headers=auth(hub.alice)
+        )
+        assert weaker.json()["effective"]["LIC-007"] == "reject"
+        assert (
+            httpx.put(
+                f"{hub.url}/api/licence-policy/acme",
+                json={"LIC-007": None},
+                headers=auth(hub.alice),
+            ).status_code
+            == 200
+        )
+    finally:
+        assert run_admin(hub.env, "licence-policy", "set", "LIC-007", "default").returncode == 0
+    assert run_admin(hub.env, "licence-policy", "set", "LIC-099", "reject").returncode == 2
+    assert run_admin(hub.env, "licence-policy", "set", "LIC-001", "maybe").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("PUT", "/api/licence-policy/acme", {"LIC-999": "reject"}, 400),
+        ("PUT", "/api/licence-policy/acme", {"LIC-006": "explode"}, 400),
+        ("PUT", "/api/licence-policy/acme", {"LIC-006": 3}, 400),
+        ("PUT", "/api/licence-policy/acme", {}, 400),
+        ("PUT", "/api/licence-policy/alice", {"LIC-006": "reject"}, 404),  # a user, not an org
+        ("PUT", "/api/licence-policy/nobody", {"LIC-006": "reject"}, 404),
+        ("POST", "/api/licence-check", {"id": "not-a-repo-id"}, 400),
+        ("POST", "/api/licence-check", {"id": "a/b", "paths": ["../escape"]}, 400),
+        ("POST", "/api/licence-check", {"id": "a/b", "paths": "x"}, 400),
+        (
+            "POST",
+            "/api/licence-check",
+            {"id": "a/b", "texts": {f"N{i}": "x" for i in range(9)}},
+            400,
+        ),
+        ("POST", "/api/licence-check", {"id": "a/b", "type": "space"}, 400),
+        ("POST", "/api/licence-check", [1, 2], 400),
+        ("GET", "/api/licences/no-such-licence", None, 404),
+        ("GET", "/api/licence-report/models/acme/no-such-model", None, 404),
+    ],
+)
+def test_garbage_licence_requests(
+    hub: ServerInfo, method: str, path: str, body: object, status: int
+) -> None:
+    answer = httpx.request(method, hub.url + path, json=body, headers=auth(hub.alice))
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]
+
+
+def test_bob_cannot_set_acme_policy(hub: ServerInfo) -> None:
+    answer = httpx.put(
+        f"{hub.url}/api/licence-policy/acme", json={"LIC-006": "off"}, headers=auth(hub.bob)
+    )
+    assert answer.status_code == 403
+    anonymous = httpx.put(f"{hub.url}/api/licence-policy/acme", json={"LIC-006": "off"})
+    assert anonymous.status_code == 401

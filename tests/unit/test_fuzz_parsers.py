@@ -254,15 +254,19 @@ def test_json_bodies_round_trip(value: object, ascii_only: bool) -> None:
 
 
 # --- NDJSON commit bodies -------------------------------------------------------------------
-PATHS = st.lists(
-    st.text(
-        st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"], exclude_characters="/\\"),
+PATHS = (
+    st.lists(
+        st.text(
+            st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"], exclude_characters="/\\"),
+            min_size=1,
+            max_size=8,
+        ).filter(lambda part: part not in {".", ".."} and part.lower() != ".git"),
         min_size=1,
-        max_size=8,
-    ).filter(lambda part: part not in {".", ".."} and part.lower() != ".git"),
-    min_size=1,
-    max_size=3,
-).map("/".join).filter(lambda path: not re.match(r"^[A-Za-z]:", path))  # no drive letters
+        max_size=3,
+    )
+    .map("/".join)
+    .filter(lambda path: not re.match(r"^[A-Za-z]:", path))
+)  # no drive letters
 OPERATIONS = st.one_of(
     st.builds(PutRegularFile, PATHS, st.binary(max_size=64)),
     st.builds(

@@ -6,6 +6,7 @@ from typing import NoReturn
 
 import typer
 
+from kaiyuan.client.api import HubUnreachableError
 from kaiyuan.core import errors
 
 # Exit codes per error family, so scripts can tell them apart.
@@ -20,6 +21,9 @@ _EXIT_CODES: list[tuple[type[errors.HubError], int, str]] = [
 
 
 def fail(error: errors.HubError) -> NoReturn:
+    if isinstance(error, HubUnreachableError):
+        typer.echo(f"error: {error.message} (next: check --endpoint or $HF_ENDPOINT)", err=True)
+        raise typer.Exit(6)
     for cls, code, hint in _EXIT_CODES:
         if isinstance(error, cls):
             typer.echo(f"error: {error.message} (next: {hint})", err=True)

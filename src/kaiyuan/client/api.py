@@ -12,6 +12,10 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 _TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
+class HubUnreachableError(errors.StorageUnavailableError):
+    """No answer from the hub at all (wrong endpoint, hub down, network)."""
+
+
 class HubClient:
     def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
@@ -35,9 +39,7 @@ class HubClient:
                 method, self.endpoint + path, headers=headers, timeout=_TIMEOUT, **kwargs
             )
         except httpx.HTTPError as exc:
-            raise errors.StorageUnavailableError(
-                f"cannot reach the hub at {self.endpoint}: {exc}"
-            ) from None
+            raise HubUnreachableError(f"cannot reach the hub at {self.endpoint}: {exc}") from None
         if answer.status_code >= 400:  # noqa: PLR2004
             raise _error(answer)
         body = answer.json()

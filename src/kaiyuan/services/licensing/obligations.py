@@ -16,6 +16,7 @@ from kaiyuan.services.licensing.facts import RevisionFacts
 from kaiyuan.services.licensing.subject import (
     Context,
     Subject,
+    declare,
     finding,
     licence_of,
     ships,
@@ -160,7 +161,7 @@ def lic004(c: Context) -> Iterator[Finding]:
             f"{ancestor.repo} is under {licence.name}, which does not allow commercial use; this "
             f"repository declares {c.own.name}, which does",
             f"declare a non-commercial licence that keeps the ancestor's terms (such as "
-            f"{licence.hf_ids[0] if licence.hf_ids else licence.id}), or derive from another model",
+            f"{declare(licence)}), or derive from another model",
             ancestor,
             licence,
             "commercial",
@@ -184,7 +185,7 @@ def lic005(c: Context) -> Iterator[Finding]:
                     Severity.ERROR,
                     f"{ancestor.repo} is under {licence.name}, a share-alike licence; "
                     f"derivatives must use the same (or a compatible) licence, not {own.name}",
-                    f"declare `license: {licence.hf_ids[0] if licence.hf_ids else licence.id}`",
+                    f"declare {declare(licence)}",
                     ancestor,
                     licence,
                     "share_alike",
@@ -233,7 +234,8 @@ def lic006(c: Context) -> Iterator[Finding]:
     seen: set[str] = set()
     for ancestor, _facts, licence in c.resolved():
         prefix = licence.naming.prefix
-        if not prefix or prefix.lower() in seen:
+        relation = c.relation.value if c.relation else ""
+        if not prefix or prefix.lower() in seen or not licence.naming.applies_to(relation):
             continue
         seen.add(prefix.lower())
         if any(name.lower().startswith(prefix.lower()) for name in names):

@@ -27,6 +27,7 @@ from kaiyuan.core.lineage import (
     LicenceReport,
     LineageEdge,
     PolicyAction,
+    Severity,
     validate_check_id,
 )
 from kaiyuan.core.models import Commit, FileEntry, Gating, Principal, RefKind, Repo
@@ -156,11 +157,15 @@ class LicensingService:
         return report
 
     def check_draft(self, principal: Principal, draft: Draft) -> LicenceReport:
-        """The report a push of `draft` would get, without storing anything."""
+        """The report a push of `draft` would get, without storing anything.
+
+        A card whose metadata cannot be read is a finding here (the push would be refused).
+        """
+        unreadable = None
         try:
             card = cards.parse_card(draft.card) or {}
         except InvalidInputError as exc:
-            raise InvalidInputError(f"README.md: {exc.message}") from None
+            card, unreadable = {}, exc.message
         with self._store.session() as session:
             repo = session.get_repo(draft.kind, draft.repo_id)
             gated = repo is not None and repo.gated is not None
@@ -174,7 +179,17 @@ class LicensingService:
             # as if pushed now; the repository itself may not exist yet
             child = (draft.kind, draft.repo_id)
             edges = resolve_edges(session, principal, child, "", found, self._clock())
-            return self._judge(session, principal, draft.kind, draft.repo_id, revision, edges, "")
+            report = self._judge(session, principal, draft.kind, draft.repo_id, revision, edges, "")
+        if unreadable is None:
+            return report
+        refused = Finding(
+            "LIC-001",
+            Severity.ERROR,
+            f"README.md's metadata cannot be read, and a push would be refused: {unreadable}",
+            "fix the YAML front matter of README.md",
+            action=PolicyAction.REJECT,
+        )
+        return dataclasses.replace(report, findings=(refused, *report.findings))
 
     # --- policy ------------------------------------------------------------------------------
     def policy(self, scope: str = policy.HUB_SCOPE) -> dict[str, PolicyAction]:

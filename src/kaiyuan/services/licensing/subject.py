@@ -90,11 +90,15 @@ class Context:
 
 def licence_of(facts: RevisionFacts, catalog: LicenceCatalog) -> Licence | None:
     """The catalog entry a revision's `license` (or `other` + `license_name`) names."""
-    if facts.licence == "other":
-        if facts.license_name:
-            return catalog.for_hf_id(facts.license_name) or catalog.find(facts.license_name.lower())
-        return None
-    return catalog.for_hf_id(facts.licence) if facts.licence else None
+    return catalog.resolve(facts.licence, facts.license_name)
+
+
+def declare(licence: Licence) -> str:
+    """How a card declares `licence`: its HF id, or `other` with the `license_name` slug."""
+    if licence.hf_ids:
+        return f"`license: {licence.hf_ids[0]}`"
+    name = licence.license_names[0] if licence.license_names else licence.id
+    return f"`license: other` with `license_name: {name}`"
 
 
 def finding(
