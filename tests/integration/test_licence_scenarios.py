@@ -233,6 +233,14 @@ def test_a_clean_apache_chain_has_no_findings(hub: ServerInfo) -> None:
     )
     for repo in (base, tuned, quant):
         assert findings(hub, repo) == set(), repo
+    report = httpx.get(f"{hub.url}/api/licence-report/models/{quant}").json()
+    openness = report["openness"]
+    assert openness["licenceOpen"] and openness["restrictedBy"] is None
+    present = {c["name"] for c in openness["components"] if c["present"]}
+    assert {"Model parameters (final)", "Model card"} - present == {"Model card"}  # short card
+    assert openness["mofClass"] is None and not openness["osaidReady"]
+    page = httpx.get(f"{hub.url}/{quant}/licence")
+    assert "No Model Openness Framework class" in page.text and "OSAID" in page.text
 
 
 def test_reject_blocks_the_push_through_the_client_and_warn_lets_it_through(

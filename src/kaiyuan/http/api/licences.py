@@ -76,6 +76,11 @@ class Report(BaseModel):
     catalog_version: str = Field(alias="catalogVersion")
     rejected: bool = Field(description="A push with these findings is refused.")
     findings: list[FindingBody]
+    openness: dict[str, Any] | None = Field(
+        default=None,
+        description="MOF class (1-3 or null), progress per class, components found, OSAID "
+        "readiness and what it misses, the ancestor whose licence restricts the weights.",
+    )
 
     @classmethod
     def of(cls, report: LicenceReport) -> Report:
@@ -86,6 +91,7 @@ class Report(BaseModel):
             licence=report.licence,
             catalog_version=report.catalog_version,
             rejected=bool(report.rejected),
+            openness=_openness(report.facts.get("openness")),
             findings=[
                 FindingBody(
                     check=f.check,
@@ -99,6 +105,10 @@ class Report(BaseModel):
                 for f in report.findings
             ],
         )
+
+
+def _openness(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 class Policy(BaseModel):
