@@ -30,7 +30,7 @@ from kaiyuan.core.lineage import (
     Severity,
     validate_check_id,
 )
-from kaiyuan.core.models import Commit, FileEntry, Gating, Principal, RefKind, Repo
+from kaiyuan.core.models import Commit, FileEntry, Gating, Principal, RefKind, Repo, Scope
 from kaiyuan.core.ports import MetadataSession, MetadataStore
 from kaiyuan.services import access, cards, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
@@ -150,7 +150,10 @@ class LicensingService:
             return stored
         with self._store.session(write=True) as session:
             files = trees.flatten(session, self._cache, commit.tree)
-            report, edges = self._assess(session, principal, repo, files, commit.sha)
+            # Judged as the repository's own members see the hub (the pusher is not known any
+            # more), so what is stored does not depend on who happened to ask first.
+            owners = Principal(repo.repo_id.namespace, Scope.READ, (repo.repo_id.namespace,))
+            report, edges = self._assess(session, owners, repo, files, commit.sha)
             if not session.lineage_edges(repo, commit.sha):
                 session.set_lineage_edges(repo, commit.sha, EdgeOrigin.DECLARED, edges)
             session.save_licence_report(repo, report)
