@@ -386,6 +386,7 @@ def test_admin_sets_the_hub_policy(hub: ServerInfo) -> None:
         ("PUT", "/api/licence-policy/acme", {"LIC-006": "explode"}, 400),
         ("PUT", "/api/licence-policy/acme", {"LIC-006": 3}, 400),
         ("PUT", "/api/licence-policy/acme", {}, 400),
+        ("PUT", "/api/licence-policy/acme", {"\u001b": []}, 400),  # quoted in a header: no crash
         ("PUT", "/api/licence-policy/alice", {"LIC-006": "reject"}, 404),  # a user, not an org
         ("PUT", "/api/licence-policy/nobody", {"LIC-006": "reject"}, 404),
         ("POST", "/api/licence-check", {"id": "not-a-repo-id"}, 400),

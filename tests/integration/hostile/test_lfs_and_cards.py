@@ -291,7 +291,7 @@ BAD_CARDS = {
     "not-a-mapping": "---\n- a\n- b\n---\n",
     "never-closed": "---\nlicense: mit\n# no end\n",
     "tags-number": "---\ntags: 5\n---\n",
-    "license-list": "---\nlicense: [mit]\n---\n",
+    "license-list": "---\nlicense: [1, {a: b}]\n---\n",  # a list must hold identifiers
     "base-model-int": "---\nbase_model: 5\n---\n",
     "non-string-key": "---\n1: a\n---\n",
     "python-tag": "---\nx: !!python/object/apply:os.system ['true']\n---\n",

@@ -87,9 +87,14 @@ async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 
 def header_safe(message: str) -> str:
-    # Headers carry latin-1 only and no line breaks.
+    """A message as a header value: latin-1, no line breaks, no control characters.
+
+    A message can quote user input; one control character would make the server drop the
+    response instead of sending it.
+    """
     flat = " ".join(message.split())
-    return flat.encode("latin-1", "replace").decode("latin-1")[:1000]
+    text = flat.encode("latin-1", "replace").decode("latin-1")
+    return "".join(c if c.isprintable() else "?" for c in text)[:1000]
 
 
 def route_not_found() -> JSONResponse:
