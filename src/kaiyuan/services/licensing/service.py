@@ -104,34 +104,25 @@ class LicensingService:
 
         On the default branch, a card that says `gated: auto|manual|false` sets the gating.
         """
-        if branch == repo.default_branch:
-            repo = self._gate_from_card(session, repo, files)
-        report, edges = self._assess(session, principal, repo, files, commit.sha)
+        revision = self._read_revision(repo, files)  # the card and licence files, read once
+        if branch == repo.default_branch and "gated" in revision.card:
+            repo, revision = self._gate_from_card(session, repo, revision)
+        report, edges = self._assess(session, principal, repo, revision, commit.sha)
         if report.rejected:
             raise PolicyViolationError(rejection_message(report))
         session.set_lineage_edges(repo, commit.sha, EdgeOrigin.DECLARED, edges)
         session.save_licence_report(repo, report)
 
     def _gate_from_card(
-        self, session: MetadataSession, repo: Repo, files: dict[str, FileEntry]
-    ) -> Repo:
-        entry = files.get(cards.CARD_PATH)
-        if entry is None:
-            return repo
-        try:
-            card = cards.parse_card(self._read(entry, self._max_card)) or {}
-        except InvalidInputError:
-            return repo
-        if "gated" not in card:
-            return repo
-        mode = card["gated"]
-        gated = (
-            Gating.AUTO if mode in {"auto", True} else Gating.MANUAL if mode == "manual" else None
-        )
-        if gated != repo.gated:
-            session.set_gated(repo, gated)
-            repo = dataclasses.replace(repo, gated=gated)
-        return repo
+        self, session: MetadataSession, repo: Repo, revision: _Revision
+    ) -> tuple[Repo, _Revision]:
+        mode = revision.card["gated"]
+        gated = {"auto": Gating.AUTO, True: Gating.AUTO, "manual": Gating.MANUAL}.get(mode)
+        if gated == repo.gated:
+            return repo, revision
+        session.set_gated(repo, gated)
+        facts = dataclasses.replace(revision.facts, gated=gated is not None)
+        return dataclasses.replace(repo, gated=gated), dataclasses.replace(revision, facts=facts)
 
     # --- reports -----------------------------------------------------------------------------
     def report(
@@ -153,7 +144,8 @@ class LicensingService:
             # Judged as the repository's own members see the hub (the pusher is not known any
             # more), so what is stored does not depend on who happened to ask first.
             owners = Principal(repo.repo_id.namespace, Scope.READ, (repo.repo_id.namespace,))
-            report, edges = self._assess(session, owners, repo, files, commit.sha)
+            read = self._read_revision(repo, files)
+            report, edges = self._assess(session, owners, repo, read, commit.sha)
             if not session.lineage_edges(repo, commit.sha):
                 session.set_lineage_edges(repo, commit.sha, EdgeOrigin.DECLARED, edges)
             session.save_licence_report(repo, report)
@@ -234,10 +226,9 @@ class LicensingService:
         session: MetadataSession,
         principal: Principal,
         repo: Repo,
-        files: dict[str, FileEntry],
+        revision: _Revision,
         commit: str,
     ) -> tuple[LicenceReport, list[LineageEdge]]:
-        revision = self._read_revision(repo, files)
         child = (repo.kind, repo.repo_id)
         edges = resolve_edges(
             session, principal, child, commit, revision.declaration, self._clock()
