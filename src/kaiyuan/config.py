@@ -158,6 +158,25 @@ class Settings(BaseSettings):
         "another hub: a card may name them in `base_model` without LIC-002 reporting that they "
         "do not resolve. Their licences are not known, so nothing flows down from them.",
     )
+    provenance_worker: bool = Field(
+        default=True,
+        description="Run the fingerprint worker in this process: it fingerprints every pushed "
+        "revision that adds or changes weights and compares it with the models on the hub. "
+        "Processes share the queue; turn it off in processes that should only serve.",
+    )
+    provenance_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often an idle fingerprint worker looks for revisions queued by other "
+        "processes (a push to this process wakes it at once).",
+    )
+    provenance_candidates: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="How many of the most similar models (by sketch) each new fingerprint is "
+        "verified against, besides models sharing tensors with it and its declared bases.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
 
     @property

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub, migrate_database
-from kaiyuan.cli import licence, lineage
+from kaiyuan.cli import licence, lineage, provenance
 from kaiyuan.cli.failures import fail as _fail
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
@@ -30,6 +30,7 @@ admin.add_typer(orgs, name="org")
 admin.add_typer(tokens, name="token")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(licence.app, name="licence")
+app.add_typer(provenance.app, name="provenance")
 admin.add_typer(licence.policy_app, name="licence-policy")
 
 DataDir = Annotated[

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -31,6 +33,46 @@ class HubClient:
 
     def licence_check(self, draft: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/api/licence-check", json=draft)
+
+    def provenance(self, repo_id: str, revision: str | None) -> dict[str, Any]:
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/provenance/models/{repo_id}", params=params)
+
+    def compare(self, a: str, b: str) -> dict[str, Any]:
+        return self._call("POST", "/api/provenance/compare", json={"a": a, "b": b})
+
+    def model_files(self, repo_id: str, revision: str | None) -> tuple[str, dict[str, int]]:
+        """The commit a revision resolves to, and its files (path → size)."""
+        where = quote(revision or "main", safe="")
+        info = self._call("GET", f"/api/models/{repo_id}/revision/{where}", params={"blobs": "1"})
+        sha = str(info.get("sha") or "")
+        files = {
+            str(item["rfilename"]): int(item.get("size") or 0)
+            for item in info.get("siblings") or []
+            if isinstance(item, dict) and "rfilename" in item
+        }
+        return sha, files
+
+    def read_range(
+        self, repo_id: str, sha: str, path: str, start: int, end: int
+    ) -> Iterator[bytes]:
+        """Bytes [start, end) of a file at a commit, streamed (an HTTP range request)."""
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        url = f"{self.endpoint}/{repo_id}/resolve/{sha}/{quote(path)}"
+        try:
+            with httpx.stream(
+                "GET", url, headers=headers, timeout=_TIMEOUT, follow_redirects=True
+            ) as answer:
+                if answer.status_code >= 400:  # noqa: PLR2004
+                    answer.read()
+                    raise _error(answer)
+                if answer.status_code != 206 and start != 0:  # noqa: PLR2004
+                    raise errors.InvalidInputError(f"{url}: the hub ignored the byte range")
+                yield from answer.iter_bytes(4 * 1024 * 1024)
+        except httpx.HTTPError as exc:
+            raise HubUnreachableError(f"cannot reach the hub at {self.endpoint}: {exc}") from None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}

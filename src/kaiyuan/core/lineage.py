@@ -105,13 +105,18 @@ class PolicyAction(StrEnum):
             ) from None
 
 
-CHECK_IDS = tuple(f"LIC-{n:03d}" for n in range(1, 16))
+# LIC-*: licence obligations along the ancestry; PROV-*: what the weights say about the declared
+# lineage (found after the push, by the fingerprint worker, so they warn and never refuse it).
+PROVENANCE_CHECK_IDS = ("PROV-001", "PROV-002")
+CHECK_IDS = (*(f"LIC-{n:03d}" for n in range(1, 16)), *PROVENANCE_CHECK_IDS)
 
 
 def validate_check_id(value: str) -> str:
     check = value.strip().upper()
     if check not in CHECK_IDS:
-        raise InvalidInputError(f"unknown check {value!r}; checks are LIC-001 to LIC-015")
+        raise InvalidInputError(
+            f"unknown check {value!r}; checks are LIC-001 to LIC-015, PROV-001 and PROV-002"
+        )
     return check
 
 

@@ -32,6 +32,12 @@ from kaiyuan.core.models import (
     XetFile,
     XorbBrief,
 )
+from kaiyuan.core.provenance import (
+    Fingerprint,
+    FingerprintStatus,
+    ProvenanceMatch,
+    TensorDigest,
+)
 
 
 class BlobWriter(Protocol):
@@ -144,6 +150,41 @@ class MetadataSession(Protocol):
     def set_licence_policy(self, scope: str, check: str, action: PolicyAction | None) -> None: ...
     def add_licence_acceptance(self, repo: Repo, acceptance: LicenceAcceptance) -> None: ...
     def licence_acceptances(self, repo: Repo) -> list[LicenceAcceptance]: ...
+
+    # provenance: the fingerprint queue, results, tensor digests, matches
+    def queue_fingerprint(self, repo: Repo, commit: str, now: datetime) -> bool: ...
+    def claim_fingerprint(
+        self, now: datetime, stale_before: datetime, max_attempts: int
+    ) -> tuple[Repo, str] | None:
+        """Mark the oldest waiting revision running and return it (safe across processes)."""
+        ...
+
+    def finish_fingerprint(
+        self,
+        repo: Repo,
+        commit: str,
+        status: FingerprintStatus,
+        now: datetime,
+        *,
+        method: str = "",
+        summary: dict[str, object] | None = None,
+        error: str | None = None,
+        sketch: bytes | None = None,
+        tensors: tuple[TensorDigest, ...] = (),
+    ) -> None: ...
+    def mark_fingerprint(
+        self, repo: Repo, commit: str, status: FingerprintStatus, now: datetime
+    ) -> None: ...
+    def requeue_fingerprint(self, repo: Repo, commit: str, now: datetime) -> None: ...
+    def fingerprint(self, repo: Repo, commit: str) -> Fingerprint | None: ...
+    def fingerprint_sketch(self, repo: Repo, commit: str) -> bytes | None: ...
+    def tensor_digests(self, repo: Repo, commit: str) -> list[TensorDigest]: ...
+    def fingerprinted_models(self) -> list[tuple[Repo, Fingerprint]]: ...
+    def shared_digests(self, repo: Repo, commit: str) -> dict[tuple[int, str], int]: ...
+    def save_provenance_matches(
+        self, repo: Repo, commit: str, matches: list[tuple[Repo, ProvenanceMatch]]
+    ) -> None: ...
+    def provenance_matches(self, repo: Repo, commit: str) -> list[ProvenanceMatch]: ...
 
     def list_repos(
         self,

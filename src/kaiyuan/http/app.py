@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
@@ -11,6 +14,7 @@ from kaiyuan.core.errors import HubError
 from kaiyuan.http.api import health as health_routes
 from kaiyuan.http.api import licences as licence_routes
 from kaiyuan.http.api import lineage as lineage_routes
+from kaiyuan.http.api import provenance as provenance_routes
 from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
@@ -20,6 +24,21 @@ from kaiyuan.http.hfcompat.errors import (
     handle_unexpected,
 )
 from kaiyuan.http.web import hub_pages
+from kaiyuan.services.provenance.worker import ProvenanceWorker
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    hub: Hub = app.state.hub
+    worker = None
+    if hub.settings.provenance_worker:
+        worker = ProvenanceWorker(hub.provenance, hub.settings.provenance_poll_seconds)
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -31,6 +50,7 @@ def create_app(hub: Hub) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        lifespan=_lifespan,
     )
     app.state.hub = hub
     app.add_exception_handler(HubError, handle_hub_error)
@@ -42,6 +62,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(lineage_routes.router)
     app.include_router(licence_routes.router)
+    app.include_router(provenance_routes.router)
     app.include_router(hub_pages.router)
     app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.

@@ -47,6 +47,7 @@ TABS: list[Tab] = [
     Tab("refs", "Branches and tags", lambda links, _rev: links.refs),
     Tab("lineage", "Lineage", lambda links, _rev: f"{links.home}/lineage"),
     Tab("licence", "Licence", lambda links, rev: f"{links.home}/licence?revision={rev}"),
+    Tab("provenance", "Provenance", lambda links, rev: f"{links.home}/provenance?revision={rev}"),
 ]
 
 View = Callable[[Hub, Principal, RepoKind, RepoId, list[str], Request], tuple[str, dict[str, Any]]]
@@ -297,6 +298,23 @@ def _licence(
     return "repo_licence.html", values
 
 
+def _provenance(
+    hub: Hub, principal: Principal, kind: RepoKind, repo_id: RepoId, rest: list[str], r: Request
+) -> tuple[str, dict[str, Any]]:
+    if rest:
+        raise InvalidInputError("the provenance page takes no path")
+    revision = r.query_params.get("revision") or None
+    at = hub.reads.resolve(principal, kind, repo_id, revision)
+    view = (
+        hub.provenance.view(principal, kind, repo_id, at.commit.sha)
+        if kind is RepoKind.MODEL
+        else None
+    )
+    values = _frame(at, "provenance")
+    values.update(view=view)
+    return "repo_provenance.html", values
+
+
 _VIEWS: dict[str, View] = {
     "": _card,
     "tree": _tree,
@@ -306,4 +324,5 @@ _VIEWS: dict[str, View] = {
     "refs": _refs,
     "lineage": _lineage,
     "licence": _licence,
+    "provenance": _provenance,
 }

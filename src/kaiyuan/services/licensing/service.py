@@ -151,6 +151,34 @@ class LicensingService:
             session.save_licence_report(repo, report)
         return report
 
+    def reassess(
+        self, session: MetadataSession, repo: Repo, commit: Commit, extra: list[Finding]
+    ) -> LicenceReport:
+        """Judge a revision again with its measured ancestry and the provenance findings.
+
+        Called by the fingerprint worker after the push: measured parents (those the card does
+        not already declare) join the declared ones, so an undeclared derivative inherits its
+        ancestors' obligations. Nothing is refused any more; a `reject` is reported as such.
+        """
+        files = trees.flatten(session, self._cache, commit.tree)
+        owners = Principal(repo.repo_id.namespace, Scope.READ, (repo.repo_id.namespace,))
+        revision = self._read_revision(repo, files)
+        edges = session.lineage_edges(repo, commit.sha)
+        declared = [e for e in edges if e.origin is EdgeOrigin.DECLARED]
+        if not declared and session.licence_report(repo, commit.sha) is None:
+            declared = self._declared_now(session, owners, repo, commit.sha)
+        named = {e.parent_repo for e in declared if e.parent_repo is not None}
+        measured = [
+            e for e in edges if e.origin is EdgeOrigin.MEASURED and e.parent_repo not in named
+        ]
+        report = self._judge(
+            session, owners, repo.kind, repo.repo_id, revision, declared + measured, commit.sha
+        )
+        judged = policy.judge(extra, self._actions(session, repo.repo_id.namespace))
+        report = dataclasses.replace(report, findings=(*report.findings, *judged))
+        session.save_licence_report(repo, report)
+        return report
+
     def check_draft(self, principal: Principal, draft: Draft) -> LicenceReport:
         """The report a push of `draft` would get, without storing anything.
 

@@ -42,6 +42,7 @@ from kaiyuan.storage.sql.dialects import (
 )
 from kaiyuan.storage.sql.gating_rows import GatingRows
 from kaiyuan.storage.sql.lineage_rows import LineageRows
+from kaiyuan.storage.sql.provenance_rows import ProvenanceRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 log = logging.getLogger("kaiyuan.storage")
@@ -123,7 +124,9 @@ class SqlMetadataStore:
         self.engine.dispose()
 
 
-class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows, LineageRows):
+class SqlSession(
+    XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows, LineageRows, ProvenanceRows
+):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection
         self._engine = engine
@@ -230,6 +233,10 @@ class SqlSession(XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows
             )
         )
         row = self._c.execute(query).first()
+        return _repo(row) if row else None
+
+    def _repo_by_pk(self, pk: int) -> Repo | None:
+        row = self._c.execute(select(t.repos).where(t.repos.c.pk == pk)).first()
         return _repo(row) if row else None
 
     def delete_repo(self, repo: Repo) -> None:

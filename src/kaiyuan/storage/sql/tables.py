@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -242,4 +243,64 @@ licence_acceptances = Table(
     Column("request_id", String(32), nullable=False),
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     Index("ix_acceptances_repo", "repo_pk", "accepted_at"),
+)
+
+# Provenance: one fingerprint per revision holding weights (a queue row until a worker is done),
+# the digest of every tensor (exact and partial copies are found by digest), and the models each
+# fingerprint was compared with.
+fingerprints = Table(
+    "fingerprints",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("commit", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("sketch", LargeBinary, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("queued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("repo_pk", "commit", name="uq_fingerprints_revision"),
+    Index("ix_fingerprints_queue", "status", "queued_at"),
+)
+
+tensor_digests = Table(
+    "tensor_digests",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "fingerprint_pk", Integer, ForeignKey("fingerprints.pk", ondelete="CASCADE"), nullable=False
+    ),
+    Column("path", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("dtype", String(16), nullable=False),
+    Column("shape", String(200), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Index("ix_tensor_digests_digest", "digest"),
+    Index("ix_tensor_digests_fingerprint", "fingerprint_pk"),
+)
+
+provenance_matches = Table(
+    "provenance_matches",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "fingerprint_pk", Integer, ForeignKey("fingerprints.pk", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "candidate_repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False
+    ),
+    Column("candidate_commit", String(40), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("null_level", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("relation", String(24), nullable=False),
+    Column("shortlist_score", Float, nullable=False),
+    Column("shared_tensors", Integer, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_provenance_matches_fingerprint", "fingerprint_pk"),
 )

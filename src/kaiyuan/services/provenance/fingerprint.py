@@ -1,0 +1,94 @@
+"""A revision's fingerprint: tensor digests for exact copies, a sketch for near ones.
+
+One sequential pass over each weight file hashes every tensor's stored bytes (BLAKE3, which
+keeps up with the disk), so an exact or partial copy (a re-upload, a vocabulary-pruned model
+that kept its layers) is found by digest alone. The sketch reads only the embedding rows of a
+few hundred tokens and four layers' attention matrices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import blake3
+import numpy as np
+
+from kaiyuan.core.provenance import TensorDigest
+from kaiyuan.services.provenance.model import OpenedModel
+from kaiyuan.services.provenance.sketch import sketch
+from kaiyuan.services.provenance.source import ParsedWeights, StoredTensor
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintResult:
+    summary: dict[str, object]
+    tensors: tuple[TensorDigest, ...]
+    sketch: bytes | None
+
+
+def fingerprint(model: OpenedModel) -> FingerprintResult:
+    """Digests of every tensor, the sketch, and a summary of the model's shape."""
+    digests = tuple(d for parsed in model.parsed for d in _digests(parsed))
+    layout = model.layout
+    found = sketch(layout)
+    parameters = sum(int(np.prod(t.shape)) for p in model.parsed for t in p.tensors)
+    summary: dict[str, object] = {
+        "format": model.files.format,
+        "files": [p.file.name for p in model.parsed],
+        "architecture": layout.architecture or None,
+        "layers": len(layout.layers),
+        "width": layout.width,
+        "heads": layout.heads,
+        "kv_heads": layout.kv_heads,
+        "vocabulary": len(layout.vocabulary) if layout.vocabulary is not None else None,
+        "embedding_rows": layout.embedding.shape[0],
+        "parameters": parameters,
+        "tensors": len(digests),
+        "sketch_tokens": len(found.tokens) if found is not None else 0,
+    }
+    return FingerprintResult(summary, digests, found.to_bytes() if found is not None else None)
+
+
+def _digests(parsed: ParsedWeights) -> list[TensorDigest]:
+    """One pass over the file: each tensor's byte range hashed as the bytes stream by."""
+    located = sorted(
+        (t for t in parsed.tensors if t.byte_range[1] > t.byte_range[0]),
+        key=lambda t: t.byte_range,
+    )
+    result = [
+        _hashed_whole(parsed, t) for t in parsed.tensors if t.byte_range[1] <= t.byte_range[0]
+    ]
+    if not located:
+        return result
+    start, end = located[0].byte_range[0], max(t.byte_range[1] for t in located)
+    position = start
+    current = 0
+    hasher = blake3.blake3()
+    for piece in parsed.file.stream(start, end):
+        offset = 0
+        while offset < len(piece) and current < len(located):
+            tensor = located[current]
+            begin, stop = tensor.byte_range
+            if position + offset < begin:  # bytes between tensors (alignment padding)
+                offset += min(begin - (position + offset), len(piece) - offset)
+                continue
+            take = min(stop - (position + offset), len(piece) - offset)
+            hasher.update(piece[offset : offset + take])
+            offset += take
+            if position + offset >= stop:
+                result.append(_digest(parsed, tensor, hasher.hexdigest()))
+                hasher = blake3.blake3()
+                current += 1
+        position += len(piece)
+    return result
+
+
+def _hashed_whole(parsed: ParsedWeights, tensor: StoredTensor) -> TensorDigest:
+    """A tensor whose bytes have no place in the file (embedded in an ONNX graph)."""
+    rows = tensor.shape[0] if tensor.shape else 1
+    values = tensor.read_rows(0, rows)
+    return _digest(parsed, tensor, blake3.blake3(values.tobytes()).hexdigest())
+
+
+def _digest(parsed: ParsedWeights, tensor: StoredTensor, digest: str) -> TensorDigest:
+    return TensorDigest(parsed.file.name, tensor.name, tensor.dtype, tuple(tensor.shape), digest)

@@ -1,0 +1,168 @@
+"""What the weight-file readers share: random access to a file's bytes, and tensors read by rows.
+
+A model file may sit on local disk, in the blob store as one object, or as Xet chunks spread over
+many xorbs; the readers only ever ask for byte ranges, so one reader serves all three and a
+fingerprint never copies a model file before reading it. Tensors are read by rows so that no
+reader has to hold a whole large tensor (a 128k-token embedding is 2 GB in float32): the caller
+asks for the rows it needs, in blocks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kaiyuan.core.errors import InvalidInputError
+
+Floats = npt.NDArray[np.float32]
+
+
+def as_floats(values: object) -> Floats:
+    """`values` as a float32 array (a no-op for one already)."""
+    return np.asarray(values, dtype=np.float32)
+
+
+# Block size for sequential reads (hashing a whole file); large enough to stay I/O-bound.
+READ_BLOCK = 16 * 1024 * 1024
+
+
+class WeightFile(Protocol):
+    """Random access to the bytes of one model file."""
+
+    @property
+    def name(self) -> str:
+        """The file's path in its repository (or on disk): what findings name."""
+        ...
+
+    @property
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes from `offset`; InvalidInput if the file is shorter."""
+        ...
+
+    def stream(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end) in large pieces, for one sequential pass (hashing)."""
+        ...
+
+
+class StoredTensor(Protocol):
+    """One tensor of a parsed weight file, read on demand."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Row-major (numpy) order: for GGUF, ggml's dimensions reversed."""
+        ...
+
+    @property
+    def dtype(self) -> str:
+        """The stored type as the format names it (`BF16`, `Q4_K`, `FLOAT16`, …)."""
+        ...
+
+    @property
+    def byte_range(self) -> tuple[int, int]:
+        """Absolute [begin, end) of the stored bytes in the file: what tensor hashes cover."""
+        ...
+
+    def read_rows(self, start: int, stop: int) -> Floats:
+        """Rows [start, stop) along the first axis, dequantized to float32.
+
+        The result has shape (stop - start, *shape[1:]); a 1-D tensor's rows are its elements.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedWeights:
+    """A weight file's tensors and what its header says about the model."""
+
+    format: str  # "safetensors" | "gguf" | "onnx"
+    file: WeightFile
+    tensors: tuple[StoredTensor, ...]
+    metadata: dict[str, object] = field(default_factory=dict)
+    # Vocabulary carried inside the file (GGUF `tokenizer.ggml.tokens`), by token id.
+    tokens: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWeightFile:
+    """A model file on local disk, read with positioned reads (no shared file offset)."""
+
+    path: Path
+    name: str = ""
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise InvalidInputError(f"{self.label}: negative range {offset}+{length}")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = _pread_all(fd, offset, length)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise InvalidInputError(f"{self.label}: {length} bytes at {offset} run past its end")
+        return data
+
+    def stream(self, start: int, end: int) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            left = end - start
+            while left > 0:
+                piece = handle.read(min(READ_BLOCK, left))
+                if not piece:
+                    raise InvalidInputError(f"{self.label}: ends before byte {end}")
+                left -= len(piece)
+                yield piece
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.name
+
+
+def _pread_all(fd: int, offset: int, length: int) -> bytes:
+    pieces: list[bytes] = []
+    while length > 0:
+        piece = os.pread(fd, min(length, 1 << 30), offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        offset += len(piece)
+        length -= len(piece)
+    return b"".join(pieces)
+
+
+@dataclass(frozen=True, slots=True)
+class RangedWeightFile:
+    """A file read through a function that streams any byte range (the hub's content store)."""
+
+    name: str
+    size: int
+    open_range: Callable[[int, int], Iterator[bytes]]  # (start, end) -> chunks
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise InvalidInputError(f"{self.name}: {length} bytes at {offset} run past its end")
+        if length == 0:
+            return b""
+        data = b"".join(self.open_range(offset, offset + length))
+        if len(data) != length:
+            raise InvalidInputError(f"{self.name}: read {len(data)} of {length} bytes at {offset}")
+        return data
+
+    def stream(self, start: int, end: int) -> Iterator[bytes]:
+        if start < 0 or end > self.size or start > end:
+            raise InvalidInputError(f"{self.name}: range {start}:{end} outside the file")
+        return self.open_range(start, end)
