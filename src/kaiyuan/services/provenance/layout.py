@@ -10,6 +10,7 @@ embedding width, and the Q/K row order llama.cpp's converter applies is undone.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,9 @@ _ROLES: tuple[tuple[re.Pattern[str], Role], ...] = tuple(
     )
 )
 _FUSED_QKV = re.compile(r"(?:^|\.)(?:qkv_proj|query_key_value|c_attn|attn_qkv|Wqkv)\.weight$")
+_INPUT_NORM = re.compile(
+    r"(?:^|\.)(?:input_layernorm|attn_norm|ln_1|attention_norm|pre_attention_layernorm)\.weight$"
+)
 _CONV1D = re.compile(r"(?:^|\.)(?:c_attn|c_proj|c_fc)\.weight$")  # GPT-2 stores [in, out]
 # Architectures whose GGUF converter reorders Q/K rows for llama.cpp's rotary embedding.
 _GGUF_PERMUTED_QK = frozenset({"llama", "mistral", "granite", "deci"})
@@ -81,6 +85,10 @@ class Matrix:
     transposed: bool = False  # stored as [in, out]
     rows: tuple[int, int] | None = None  # a slice of a fused matrix, in canonical rows
     head_order: int | None = None  # undo llama.cpp's Q/K row order over this many heads
+    # The pre-attention norm's gain, folded into the input columns: a model whose gains were
+    # folded into its matrices (a function-preserving edit) then reads as its parent.
+    gain: StoredTensor | None = None
+    gain_offset: float = 0.0  # Gemma's checkpoints store the gain minus one
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -101,12 +109,11 @@ class Matrix:
             matrix = _read_rows(self.tensor, start, stop)
         if self.head_order:
             out, inner = matrix.shape
-            heads = self.head_order
-            matrix = (
-                matrix.reshape(heads, out // heads // 2, 2, inner)
-                .swapaxes(1, 2)
-                .reshape(out, inner)
-            )
+            halves = matrix.reshape(self.head_order, out // self.head_order // 2, 2, inner)
+            matrix = halves.swapaxes(1, 2).reshape(out, inner)
+        if self.gain is not None and self.gain.shape == (matrix.shape[1],):
+            gain = self.gain.read_rows(0, matrix.shape[1]) + self.gain_offset
+            matrix = matrix * gain[None, :]
         return matrix
 
 
@@ -203,8 +210,10 @@ def build_layout(
         if permuted and role in {Role.Q, Role.K}:
             count = heads if role is Role.Q else kv_heads
             if count and matrix.shape[0] % (2 * count) == 0:
-                matrix = Matrix(matrix.tensor, matrix.transposed, matrix.rows, count)
+                matrix = dataclasses.replace(matrix, head_order=count)
         slot[role] = matrix
+    offset = 1.0 if _stores_gain_minus_one(architecture, formats) else 0.0
+    _fold_input_norms(tensors, layers, width, offset=offset)
     ordered = tuple(layers[i] for i in sorted(layers) if layers[i])
     if not ordered:
         raise InvalidInputError("no transformer layer recognised among the tensors")
@@ -223,6 +232,32 @@ def build_layout(
         vocabulary=vocabulary,
         tensors=tuple(t for w in weights for t in w.tensors),
     )
+
+
+def _fold_input_norms(
+    tensors: Mapping[str, StoredTensor],
+    layers: dict[int, dict[Role, Matrix]],
+    width: int,
+    *,
+    offset: float,
+) -> None:
+    gains: dict[int, StoredTensor] = {}
+    for name, tensor in tensors.items():
+        found = _LAYER.search(name)
+        if found and tensor.shape == (width,) and _INPUT_NORM.search(found.group(2)):
+            gains[int(found.group(1))] = tensor
+    for index, slot in layers.items():
+        gain = gains.get(index)
+        if gain is None:
+            continue
+        for role in (Role.Q, Role.K, Role.V):
+            if role in slot and slot[role].shape[1] == width:
+                slot[role] = dataclasses.replace(slot[role], gain=gain, gain_offset=offset)
+
+
+def _stores_gain_minus_one(architecture: str, formats: set[str]) -> bool:
+    """Gemma's PyTorch checkpoints keep RMSNorm gains as w and apply 1 + w; GGUF stores 1 + w."""
+    return architecture.startswith("gemma") and "gguf" not in formats
 
 
 def _by_name(weights: Sequence[ParsedWeights]) -> dict[str, StoredTensor]:

@@ -61,7 +61,7 @@ def choose_files(sizes: Mapping[str, int]) -> ModelFiles | None:
             chosen = ModelFiles("onnx", (max(onnxs, key=lambda p: (sizes[p], p)),))
     if chosen is None:
         return None
-    folder = posixpath.dirname(chosen.weights[0])
+    folder = posixpath.dirname(chosen.index or chosen.weights[0])
     return ModelFiles(
         chosen.format,
         chosen.weights,

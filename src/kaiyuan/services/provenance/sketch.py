@@ -12,6 +12,7 @@ do not hide a relative. Stored as float16 (about half a megabyte).
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 
@@ -67,7 +68,7 @@ class Sketch:
                     for key in data.files
                     if key.startswith("term_")
                 }
-        except (ValueError, KeyError, OSError, EOFError) as exc:
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise InvalidInputError(f"unreadable sketch: {exc}") from None
         n = len(tokens)
         for term in terms.values():
