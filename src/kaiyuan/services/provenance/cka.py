@@ -49,5 +49,5 @@ def permuted(units: Floats, order: np.ndarray, n: int) -> Floats:
 
     Reordering samples commutes with U-centring, so the null needs no new Gram matrices.
     """
-    squares = units.reshape(-1, n, n)
-    return squares[:, order][:, :, order].reshape(units.shape[0], n * n)
+    flat_order = (order[:, None] * n + order[None, :]).ravel()
+    return np.take(units, flat_order, axis=1)
