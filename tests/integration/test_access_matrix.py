@@ -19,11 +19,26 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 import pytest
 from huggingface_hub import HfApi
+from safetensors.numpy import save
 
 from tests.support.hostile import LFS_CONTENT, LFS_JSON, NDJSON, header, ndjson, put_file, sha256
 from tests.support.hubs import ServerInfo, run_admin, start_server
+
+# A transformer small enough for every cell: an embedding and one layer (the compare endpoint
+# needs weights it can read).
+TINY_MODEL = save(
+    {
+        name: np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        for name, shape in {
+            "model.embed_tokens.weight": (100, 16),
+            "model.layers.0.self_attn.q_proj.weight": (16, 16),
+            "model.layers.0.self_attn.k_proj.weight": (16, 16),
+        }.items()
+    }
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +83,9 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             api.upload_file(path_or_fileobj=b"{}\n", path_in_repo="config.json", repo_id=repo_id)
             api.upload_file(
                 path_or_fileobj=LFS_CONTENT, path_in_repo="weights.bin", repo_id=repo_id
+            )
+            api.upload_file(
+                path_or_fileobj=TINY_MODEL, path_in_repo="model.safetensors", repo_id=repo_id
             )
             if visibility == "gated":
                 api.update_repo_settings(repo_id, gated="manual")
@@ -166,6 +184,17 @@ ENDPOINTS = [
     Endpoint("storage of repo", False, "GET", "/api/storage/models/{repo}"),
     Endpoint("lineage", False, "GET", "/api/lineage/models/{repo}"),
     Endpoint("licence report", False, "GET", "/api/licence-report/models/{repo}"),
+    Endpoint("provenance", False, "GET", "/api/provenance/models/{repo}"),
+    # comparing reads the weights, so a gated model's are compared only for those who may download
+    Endpoint(
+        "provenance compare",
+        False,
+        "POST",
+        "/api/provenance/compare",
+        lambda repo: {"json": {"a": repo, "b": repo}},
+        prepare=lambda _m, repo_id: repo_id,
+        files=True,
+    ),
     # the licence audit is for the namespace's writers, like the access requests it records
     Endpoint("licence acceptances", True, "GET", "/api/licence-acceptances/models/{repo}"),
     # reads: the web pages (a gated repository shows its pages; only the files are withheld)
@@ -176,6 +205,7 @@ ENDPOINTS = [
     Endpoint("refs page", False, "GET", "/{repo}/refs", web=True),
     Endpoint("lineage page", False, "GET", "/{repo}/lineage", web=True),
     Endpoint("licence page", False, "GET", "/{repo}/licence", web=True),
+    Endpoint("provenance page", False, "GET", "/{repo}/provenance", web=True),
     Endpoint(
         "download from page", False, "GET", "/{repo}/resolve/main/weights.bin", files=True, web=True
     ),

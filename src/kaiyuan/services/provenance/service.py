@@ -345,6 +345,7 @@ class ProvenanceService:
         for repo_id, revision in (a, b):
             with self._store.session() as session:
                 repo = access.visible_repo(session, principal, RepoKind.MODEL, repo_id)
+                access.require_files(session, principal, repo)  # the weights are read
                 commit = revisions.resolve(session, repo, revision or repo.default_branch)
             model = self._open(repo, commit.sha)
             if model is None:
