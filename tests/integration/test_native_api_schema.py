@@ -68,6 +68,16 @@ schemathesis.openapi.format(
         _valid_repo_id
     ),
 )
+# A `repo-ref`: a repo-id, optionally with `@revision`.
+schemathesis.openapi.format(
+    "repo-ref",
+    st.tuples(
+        st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_]{0,12}/[A-Za-z0-9][A-Za-z0-9_.-]{0,20}\Z").filter(
+            _valid_repo_id
+        ),
+        st.sampled_from(["", "@main", "@v1.0", "@refs/pr/1"]),
+    ).map("".join),
+)
 schemathesis.openapi.format(
     "repo-path",
     st.from_regex(
@@ -92,6 +102,8 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
         "/api/licence-policy",
         "/api/licence-policy/{org}",
         "/api/licence-acceptances/{kind}/{namespace}/{name}",
+        "/api/provenance/models/{namespace}/{name}",
+        "/api/provenance/compare",
     }
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from kaiyuan.core.errors import InvalidInputError, NotFoundError
 from kaiyuan.core.ids import RepoId, RepoKind, validate_path
 from kaiyuan.core.lineage import CHECK_IDS, LicenceReport, PolicyAction
-from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, refuse_other_methods
+from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, json_body, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of, read_json_object
 from kaiyuan.services.licensing.policy import HUB_SCOPE
 from kaiyuan.services.licensing.service import Draft
@@ -208,21 +208,13 @@ _POLICY_BODY = {
 }
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAPI request body for a handler that reads (and bounds) the JSON itself."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schema}},
-        }
-    }
-
-
 @router.post(
     "/licence-check",
     response_model=Report,
     response_model_by_alias=True,
-    openapi_extra=_body(DraftBody.model_json_schema(ref_template="#/components/schemas/{model}")),
+    openapi_extra=json_body(
+        DraftBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    ),
 )
 async def check(request: Request) -> Report:
     """What a push of this folder would be told; nothing is stored."""
@@ -277,7 +269,7 @@ async def org_policy(request: Request, org: Annotated[str, Path(**NAME)]) -> Pol
     return await run_in_threadpool(_policy, request, org)
 
 
-@router.put("/licence-policy/{org}", response_model=Policy, openapi_extra=_body(_POLICY_BODY))
+@router.put("/licence-policy/{org}", response_model=Policy, openapi_extra=json_body(_POLICY_BODY))
 async def set_org_policy(request: Request, org: Annotated[str, Path(**NAME)]) -> Policy:
     """Set checks for an organisation: `{"LIC-006": "reject", "LIC-007": null}` (null: unset).
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.provenance import ProvenanceMatch
-from kaiyuan.http.api.schema import ERRORS, NAME, refuse_other_methods
-from kaiyuan.http.context import caller, hub_of
+from kaiyuan.http.api.schema import ERRORS, NAME, json_body, refuse_other_methods
+from kaiyuan.http.context import caller, hub_of, read_json_object
 from kaiyuan.services.provenance.service import ProvenanceView
 
 router = APIRouter(prefix="/api/provenance", tags=["provenance"], responses=ERRORS)
@@ -96,9 +96,16 @@ class Provenance(BaseModel):
         )
 
 
+# `namespace/name` with an optional `@revision` (the services check the parts).
+REFERENCE: dict[str, Any] = {
+    "max_length": 400,
+    "json_schema_extra": {"format": "repo-ref"},
+}
+
+
 class CompareRequest(BaseModel):
-    a: str = Field(max_length=300, description="`namespace/name` or `namespace/name@revision`.")
-    b: str = Field(max_length=300, description="The model A is compared against.")
+    a: str = Field(description="`namespace/name` or `namespace/name@revision`.", **REFERENCE)
+    b: str = Field(description="The model A is compared against (same form).", **REFERENCE)
 
 
 class Comparison(BaseModel):
@@ -127,10 +134,20 @@ async def provenance(
     return Provenance.of(view)
 
 
-@router.post("/compare", response_model=Comparison)
-async def compare(request: Request, body: CompareRequest) -> Comparison:
+@router.post(
+    "/compare",
+    response_model=Comparison,
+    openapi_extra=json_body(CompareRequest.model_json_schema()),
+)
+async def compare(request: Request) -> Comparison:
     """Compare model A with model B now (both readable by the caller); takes seconds."""
     principal = await caller(request)
+    try:
+        body = CompareRequest.model_validate(await read_json_object(request))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise InvalidInputError(f"{where or 'body'}: {problem['msg']}") from None
     hub = hub_of(request)
     a, b = parse_reference(body.a), parse_reference(body.b)
     result, (sha_a, sha_b) = await run_in_threadpool(

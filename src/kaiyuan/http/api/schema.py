@@ -58,3 +58,17 @@ def refuse_other_methods(router: APIRouter, paths: list[str], allowed: str = "GE
     others = [method for method in METHODS if method not in taken]
     for path in paths:
         router.add_api_route(path, not_allowed, methods=others, include_in_schema=False)
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI request body for a handler that reads (and bounds) the JSON itself.
+
+    Such handlers answer a body that is not JSON with the one error envelope (a declared body
+    would be refused by the framework in its own format).
+    """
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }

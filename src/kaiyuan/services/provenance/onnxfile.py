@@ -4,13 +4,12 @@ An ONNX file is one protobuf `ModelProto`, at most 2 GiB, so it is parsed whole 
 package, never through a path (external data is not loaded). Large weights may live in sibling
 files (`data_location = EXTERNAL`; `location`, `offset`, `length`), read by byte range.
 
-`byte_range` is where a tensor's stored values lie in the .onnx file itself: the `raw_data` bytes
-(or the packed `float_data`/`int64_data`… payload) located by walking the protobuf wire format,
-checked against what protobuf parsed. A fingerprint then hashes the bytes as stored, like the
-other formats. It is (0, 0) when the values are not one run of bytes in this file: external data
-(`stored_at` names the sibling file and its range) and values split over several fields; those
-tensors are hashed from `read_rows`. Only the tensors' places are kept once parsed: rows are
-read back from the file, so a parsed model does not hold its weights in memory.
+`byte_range` is where a tensor's values lie, as stored, in the .onnx file itself: its `raw_data`
+bytes, or the payload of its one packed `float_data`/`int64_data`/… field, found by walking the
+protobuf wire format and checked against what protobuf parsed. A fingerprint thus hashes stored
+bytes, as for the other formats. It is (0, 0) for values that are not one run of bytes in this
+file: external data (`stored_at` gives the data file and range) and values split over fields.
+Once parsed, only where the values are is kept; rows are read back from the file.
 
 Anonymised exports name weights `onnx::MatMul_470` or `val_49` and store MatMul weights
 transposed ([in, out]); `metadata["graph"]` lets them be matched by position instead: in node
@@ -25,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -43,20 +42,25 @@ _FLOATS: dict[int, str] = {_T.FLOAT: "<f4", _T.FLOAT16: "<f2", _T.DOUBLE: "<f8",
 _QUANTIZED: dict[int, str] = {_T.INT8: "<i1", _T.UINT8: "<u1"}
 _SCALES = {_T.FLOAT, _T.FLOAT16, _T.BFLOAT16}
 _BITS_BY_NAME = {
-    **dict.fromkeys(["UINT2", "INT2"], 2),
-    **dict.fromkeys(["UINT4", "INT4", "FLOAT4E2M1"], 4),
-    **dict.fromkeys(["FLOAT6E2M3", "FLOAT6E3M2"], 6),
-    **dict.fromkeys(["UINT8", "INT8", "BOOL", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ"], 8),
-    **dict.fromkeys(["FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0"], 8),
-    **dict.fromkeys(["UINT16", "INT16", "FLOAT16", "BFLOAT16"], 16),
-    **dict.fromkeys(["FLOAT", "INT32", "UINT32"], 32),
-    **dict.fromkeys(["DOUBLE", "INT64", "UINT64", "COMPLEX64"], 64),
-    "COMPLEX128": 128,
+    name: bits
+    for bits, names in {
+        2: "UINT2 INT2",
+        4: "UINT4 INT4 FLOAT4E2M1",
+        6: "FLOAT6E2M3 FLOAT6E3M2",
+        8: "UINT8 INT8 BOOL FLOAT8E4M3FN FLOAT8E4M3FNUZ FLOAT8E5M2 FLOAT8E5M2FNUZ FLOAT8E8M0",
+        16: "UINT16 INT16 FLOAT16 BFLOAT16",
+        32: "FLOAT INT32 UINT32",
+        64: "DOUBLE INT64 UINT64 COMPLEX64",
+        128: "COMPLEX128",
+    }.items()
+    for name in names.split()
 }
 _TYPE_NAMES: dict[int, str] = {number: name for name, number in _T.DataType.items()}
 # Bits per element, for each type this version of onnx knows; STRING has no fixed size.
 _BITS = {n: _BITS_BY_NAME[name] for n, name in _TYPE_NAMES.items() if name in _BITS_BY_NAME}
-_TYPED_FIELDS = {4, 5, 7, 10, 11}  # TensorProto float/int32/int64/double/uint64_data
+_TYPED_FIELDS = {4, 5, 7, 10, 11}  # TensorProto float/int32/int64/double/uint64_data (packed)
+# All fields that hold values by type, string_data (6) too.
+_TYPED_NAMES = [f.name for f in _T.DESCRIPTOR.fields if f.number in {*_TYPED_FIELDS, 6}]
 _GRAPH_ATTRIBUTES = {"transA", "transB", "axis", "block_size"}
 _EXTERNAL_KEYS = {"location", "offset", "length", "checksum"}
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -74,7 +78,11 @@ class Dequantization:
 
 @dataclass(frozen=True, slots=True)
 class OnnxTensor:
-    """One initializer; its values in `source` from `offset`, or decoded in `values`."""
+    """One initializer, read from `size` bytes at `offset` in `source` or decoded in `values`.
+
+    `source` is the .onnx file or an external data file; None when the stored values are not
+    one run of bytes. Typed-field values are decoded once while parsing, into `values`.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -135,7 +143,8 @@ class OnnxTensor:
         values = np.frombuffer(raw, dtype=stored)
         if self.data_type == _T.BFLOAT16:
             return (values.astype(np.uint32) << 16).view(np.float32)
-        return values.astype(np.float32)
+        with np.errstate(all="ignore"):
+            return values.astype(np.float32)
 
 
 def read_onnx(
@@ -178,37 +187,43 @@ def read_onnx(
     _dequantize(graph, tensors)
     metadata: dict[str, object] = {
         "onnx.ir_version": model.ir_version,
-        "onnx.producer_name": _text(model.producer_name, "producer_name"),
-        "onnx.producer_version": _text(model.producer_version, "producer_version"),
+        "onnx.producer_name": _text(model.producer_name, f"{file.name}: producer_name"),
+        "onnx.producer_version": _text(model.producer_version, f"{file.name}: producer_version"),
         "onnx.opset": {
-            _text(o.domain, "opset domain") or "ai.onnx": o.version for o in model.opset_import
+            _text(o.domain, f"{file.name}: an opset domain") or "ai.onnx": o.version
+            for o in model.opset_import
         },
-        "graph": _describe(graph, tensors),
+        "graph": _describe(graph, tensors, file.name),
     }
     return ParsedWeights("onnx", file, tuple(tensors.values()), metadata)
+
+
+def _elements(shape: tuple[int, ...], where: str) -> int:
+    elements = 1
+    for dim in shape:
+        elements *= dim
+        if dim < 0 or elements >= _I64:
+            raise InvalidInputError(f"{where}: dims {list(shape)} must be non-negative, < 2**63")
+    return elements
 
 
 def _text(value: object, what: str) -> str:
     """A protobuf string field: bytes (not str) where the file's bytes are not UTF-8."""
     if not isinstance(value, str):
-        raise InvalidInputError(f"ONNX {what} is not UTF-8")
+        raise InvalidInputError(f"{what} is not UTF-8")
     return value
 
 
 def _tensor(
     proto: onnx.TensorProto, place: tuple[int, int] | None, data: bytes, opener: _Siblings
 ) -> OnnxTensor:
-    name = _text(proto.name, "initializer name")
+    name = _text(proto.name, f"{opener.model}: an initializer name")
     where = f"{opener.model}: initializer {name!r}"
     kind = proto.data_type
     if not name or kind not in _TYPE_NAMES or kind == _T.UNDEFINED:
         raise InvalidInputError(f"{where}: needs a name and a known data type (has {kind})")
     shape = tuple(proto.dims)
-    elements = 1
-    for dim in shape:
-        elements *= dim
-        if dim < 0 or elements >= _I64:
-            raise InvalidInputError(f"{where}: dims {list(shape)} must be non-negative, < 2**63")
+    elements = _elements(shape, where)
     typed = _typed_count(proto)
     external = proto.data_location == _T.EXTERNAL
     if (
@@ -219,7 +234,11 @@ def _tensor(
         raise InvalidInputError(f"{where}: its values must be in exactly one place, unsegmented")
     bits = _BITS.get(kind)
     if not external and not proto.HasField("raw_data"):
-        return _typed_tensor(proto, name, shape, elements, bits, place, where)
+        values = _typed_values(proto, elements, bits, where)
+        if place is None:
+            return OnnxTensor(name, shape, kind, (0, 0), values=values)
+        size = place[1] - place[0]
+        return OnnxTensor(name, shape, kind, place, opener.file, place[0], size, values)
     if bits is None:
         raise InvalidInputError(f"{where}: {_TYPE_NAMES[kind]} cannot be stored as raw bytes")
     nbytes = -(-elements * bits // 8)
@@ -233,79 +252,66 @@ def _tensor(
     return OnnxTensor(name, shape, kind, place, opener.file, place[0], nbytes)
 
 
-def _typed_tensor(
-    proto: onnx.TensorProto,
-    name: str,
-    shape: tuple[int, ...],
-    elements: int,
-    bits: int | None,
-    place: tuple[int, int] | None,
-    where: str,
-) -> OnnxTensor:
-    """A tensor whose values sit in the field for its type (`float_data`, `int32_data`, …)."""
+def _typed_values(
+    proto: onnx.TensorProto, elements: int, bits: int | None, where: str
+) -> Floats | None:
+    """Values held in the field for their type (`float_data`, `int32_data`, …), checked.
+
+    Decoded here for the types read as floats (these are small: exporters write weights as raw
+    bytes); None for the others.
+    """
     kind = proto.data_type
     typed = _typed_count(proto)
     expected = elements * (2 if kind in {_T.COMPLEX64, _T.COMPLEX128} else 1)
     if bits is not None and bits < 8:  # noqa: PLR2004 - sub-byte types pack into the field
         expected = -(-elements * bits // 8)
-    if typed != expected or (typed and typed != len(getattr(proto, _field(kind, where)))):
-        raise InvalidInputError(f"{where}: {typed} stored values, needs {expected} in its field")
-    values = None
-    if kind in _FLOATS or kind in _QUANTIZED:
-        try:
-            values = numpy_helper.to_array(proto).astype(np.float32).reshape(-1)
-        except (ValueError, TypeError):
-            raise InvalidInputError(f"{where}: its stored values do not decode") from None
-    return OnnxTensor(name, shape, kind, place or (0, 0), values=values)
-
-
-def _field(kind: int, where: str) -> str:
     try:
-        field: str = helper.tensor_dtype_to_field(kind)
+        in_field = len(getattr(proto, helper.tensor_dtype_to_field(kind))) if typed else 0
     except (KeyError, ValueError, TypeError):
-        raise InvalidInputError(f"{where}: {_TYPE_NAMES[kind]} has no typed field") from None
-    return field
+        in_field = -1  # a type with no typed field
+    if typed != expected or typed != in_field:
+        raise InvalidInputError(f"{where}: {typed} stored values, needs {expected} in its field")
+    if kind not in _FLOATS and kind not in _QUANTIZED:
+        return None
+    try:
+        with np.errstate(all="ignore"):  # doubles past float32's range become inf
+            values: Floats = numpy_helper.to_array(proto).astype(np.float32).reshape(-1)
+    except (ValueError, TypeError):
+        raise InvalidInputError(f"{where}: its stored values do not decode") from None
+    return values
 
 
 def _typed_count(proto: onnx.TensorProto) -> int:
-    return sum(
-        len(field)
-        for field in (
-            proto.float_data,
-            proto.int32_data,
-            proto.string_data,
-            proto.int64_data,
-            proto.double_data,
-            proto.uint64_data,
-        )
-    )
+    return sum(len(getattr(proto, name)) for name in _TYPED_NAMES)
 
 
+@dataclass
 class _Siblings:
-    """External data files, opened once each, by plain relative locations only."""
+    """The model file and its external data files, opened once each, by plain locations only."""
 
-    def __init__(
-        self, file: WeightFile, sibling: Callable[[str], WeightFile | None] | None
-    ) -> None:
-        self.file = file
-        self.model = file.name
-        self.sibling = sibling
-        self.opened: dict[str, WeightFile] = {}
+    file: WeightFile
+    sibling: Callable[[str], WeightFile | None] | None
+    opened: dict[str, WeightFile] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.file.name
 
     def locate(self, proto: onnx.TensorProto, where: str, nbytes: int) -> tuple[WeightFile, int]:
         entries: dict[str, str] = {}
         for entry in proto.external_data:
-            key, value = _text(entry.key, "external data key"), _text(entry.value, "location")
+            key, value = (
+                _text(entry.key, f"{where}: a key"),
+                _text(entry.value, f"{where}: a value"),
+            )
             if key not in _EXTERNAL_KEYS or key in entries:
                 raise InvalidInputError(f"{where}: external data key {key!r} unknown or repeated")
             entries[key] = value
         location = entries.get("location", "")
+        # Relative, inside the model's folder: no empty part (so no leading "/"), "." or "..",
+        # and nothing another system reads as a separator, a drive or the end of a C string.
         parts = location.split("/")
-        if (
-            any(part in {"", ".", ".."} for part in parts)
-            or any(c in location for c in "\\:\x00")
-            or location.startswith("/")
-        ):
+        if any(part in {"", ".", ".."} for part in parts) or any(c in location for c in "\\:\x00"):
             raise InvalidInputError(f"{where}: external data location {location!r} is not allowed")
         for key in ("offset", "length"):
             if key in entries and not _DIGITS.fullmatch(entries[key]):
@@ -341,7 +347,7 @@ def _dequantize(graph: onnx.GraphProto, tensors: dict[str, OnnxTensor]) -> None:
     for node in graph.node:
         if node.op_type != "DequantizeLinear" or node.domain not in {"", "ai.onnx"}:
             continue
-        inputs = [*node.input, "", ""]
+        inputs = [*node.input, "", "", ""]  # optional inputs may be absent
         attributes = {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
         use = (inputs[1], inputs[2], attributes.get("axis", 1), attributes.get("block_size", 0))
         uses.setdefault(inputs[0], set()).add(use)
@@ -377,7 +383,9 @@ def _parameters(
     return Dequantization(scales, zeros, axis if per_axis else None)
 
 
-def _describe(graph: onnx.GraphProto, tensors: dict[str, OnnxTensor]) -> list[dict[str, object]]:
+def _describe(
+    graph: onnx.GraphProto, tensors: dict[str, OnnxTensor], name: str
+) -> list[dict[str, object]]:
     dequantized = {
         node.output[0]: node.input[0]
         for node in graph.node
@@ -395,14 +403,14 @@ def _describe(graph: onnx.GraphProto, tensors: dict[str, OnnxTensor]) -> list[di
         if not names:
             continue
         entry: dict[str, object] = {
-            "op": _text(node.op_type, "op_type"),
+            "op": _text(node.op_type, f"{name}: an op_type"),
             "inputs": names,
             "slots": slots,
         }
         if node.domain not in {"", "ai.onnx"}:
-            entry["domain"] = _text(node.domain, "domain")
+            entry["domain"] = _text(node.domain, f"{name}: a domain")
         attributes = {
-            _text(a.name, "attribute name"): a.i
+            a.name: a.i
             for a in node.attribute
             if a.name in _GRAPH_ATTRIBUTES and a.type == onnx.AttributeProto.INT
         }
