@@ -88,7 +88,7 @@ def noisy(tensors: dict[str, np.ndarray], sigma: float, seed: int) -> dict[str, 
     return {
         name: (
             (value + rng.normal(0, sigma * value.std(), value.shape)).astype(value.dtype)
-            if value.dtype == np.float32 and value.ndim == 2  # noqa: PLR2004
+            if value.dtype == np.float32 and value.ndim == 2
             else value
         )
         for name, value in tensors.items()
@@ -189,6 +189,48 @@ def test_cli_scan_and_compare(hub: ServerInfo, minilm: Path, tmp_path: Path) -> 
 
 
 def _env() -> dict[str, str]:
-    import os  # noqa: PLC0415
+    import os
 
     return dict(os.environ)
+
+
+def test_unreadable_weights_fail_with_the_reason_and_harm_nothing(
+    hub: ServerInfo, tmp_path: Path
+) -> None:
+    repo = unique("broken")
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    # a header that claims more data than the file holds
+    header = b'{"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4000000]}}'
+    (folder / "model.safetensors").write_bytes(
+        len(header).to_bytes(8, "little") + header + b"\x00" * 16
+    )
+    sha = publish(hub, repo, folder, card(license="mit"))
+    found = provenance(hub, repo)
+    assert found["status"] == "failed"
+    assert "data region" in found["error"]
+    # the push itself stands, and the file is served as uploaded
+    api = HfApi(endpoint=hub.url, token=hub.alice)
+    assert api.model_info(repo).sha == sha
+
+
+def test_a_card_edit_keeps_the_fingerprint_of_the_weights(
+    hub: ServerInfo, minilm: Path, tmp_path: Path
+) -> None:
+    weights = random_like(load_file(str(minilm / "model.safetensors")), seed=13)
+    repo = unique("card-edit")
+    first = publish(hub, repo, write_model(tmp_path / "m", weights, minilm), card(license="mit"))
+    provenance(hub, repo)
+    api = HfApi(endpoint=hub.url, token=hub.alice)
+    second = api.upload_file(
+        path_or_fileobj=card(license="mit", tags=["edited"]),
+        path_in_repo="README.md",
+        repo_id=repo,
+    ).oid
+    answer = httpx.get(
+        f"{hub.url}/api/provenance/models/{repo}",
+        params={"revision": second},
+        headers=auth(hub.alice),
+    ).json()
+    assert (answer["revision"], answer["fingerprinted_revision"]) == (second, first)
+    assert answer["status"] == "done"
