@@ -95,7 +95,11 @@ class Model:
 
     @property
     def embedding_name(self) -> str:
-        return "embeddings.word_embeddings.weight" if self.arch == "bert" else "model.embed_tokens.weight"
+        return (
+            "embeddings.word_embeddings.weight"
+            if self.arch == "bert"
+            else "model.embed_tokens.weight"
+        )
 
     @property
     def tied(self) -> bool:
@@ -253,7 +257,9 @@ def load_gguf_llama(path: Path) -> Model:
             array = array - np.float32(1.0)  # undo the converter's norm_shift
         tensors[name] = array
     config = _gguf_config(reader, arch, tensors, tokens)
-    return Model(arch="llama" if arch == "llama" else "gemma3", config=config, tensors=tensors, tokens=tokens)
+    return Model(
+        arch="llama" if arch == "llama" else "gemma3", config=config, tensors=tensors, tokens=tokens
+    )
 
 
 def _hf_name(gguf_name: str, block: dict[str, str]) -> str:
@@ -348,7 +354,11 @@ def load_model(path: Path) -> Model:
         return load_gguf_llama(path)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") == "bert":
-        return load_bert(path) if (path / "model.safetensors").is_file() else _load_sharded(path, "bert", config)
+        return (
+            load_bert(path)
+            if (path / "model.safetensors").is_file()
+            else _load_sharded(path, "bert", config)
+        )
     arch: Arch = "gemma3" if str(config.get("model_type", "")).startswith("gemma3") else "llama"
     return _load_sharded(path, arch, config)
 
@@ -491,7 +501,12 @@ def _tokenizer_json(model: Model) -> dict[str, Any]:
         }
     else:  # SentencePiece-style vocabulary (Gemma): "▁" marks a space
         pre = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": False}
-        decoder = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "never", "split": False}
+        decoder = {
+            "type": "Metaspace",
+            "replacement": "▁",
+            "prepend_scheme": "never",
+            "split": False,
+        }
     return {
         "version": "1.0",
         "truncation": None,
@@ -558,10 +573,7 @@ def save_gguf(
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list(model.tokens)
     writer.add_token_types(
-        [
-            gguf.TokenType.CONTROL if _is_special(t) else gguf.TokenType.NORMAL
-            for t in model.tokens
-        ]
+        [gguf.TokenType.CONTROL if _is_special(t) else gguf.TokenType.NORMAL for t in model.tokens]
     )
     for key, adder in (
         ("bos_token_id", writer.add_bos_token_id),

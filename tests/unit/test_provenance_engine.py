@@ -6,14 +6,12 @@ Fast checks of each part's contract; the real-model suite (real weights, real tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import save_file
 
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.services.provenance import cka
@@ -22,7 +20,7 @@ from kaiyuan.services.provenance.fingerprint import fingerprint
 from kaiyuan.services.provenance.layout import Role
 from kaiyuan.services.provenance.model import choose_files, open_local
 from kaiyuan.services.provenance.safetensorsfile import read_index, read_safetensors
-from kaiyuan.services.provenance.sketch import CANONICAL_TOKENS, Sketch, similarity
+from kaiyuan.services.provenance.sketch import Sketch, similarity
 from kaiyuan.services.provenance.source import LocalWeightFile, RangedWeightFile
 from kaiyuan.services.provenance.vocab import (
     from_tokenizer_json,
@@ -30,84 +28,21 @@ from kaiyuan.services.provenance.vocab import (
     from_vocab_txt,
     normalise,
 )
-
-WIDTH, LAYERS, HEADS, KV_HEADS, FFN = 64, 4, 4, 2, 96
-HEAD_DIM = WIDTH // HEADS
-Weights = dict[str, np.ndarray]
-
-
-def tokens(count: int = 1500) -> list[str]:
-    canonical = [("Ġ" + t[1:]) if t.startswith(" ") else t for t in CANONICAL_TOKENS]
-    return [*canonical, *(f"Ġw{i}" for i in range(count - len(canonical)))]
-
-
-def parent(seed: int = 0) -> Weights:
-    """A llama-shaped model with random weights (a stand-in parent for fast checks)."""
-    rng = np.random.default_rng(seed)
-    vocab = len(tokens())
-
-    def normal(*shape: int) -> np.ndarray:
-        return rng.normal(0, 0.05, shape).astype(np.float32)
-
-    weights: Weights = {"model.embed_tokens.weight": normal(vocab, WIDTH)}
-    for i in range(LAYERS):
-        prefix = f"model.layers.{i}."
-        weights |= {
-            prefix + "self_attn.q_proj.weight": normal(HEADS * HEAD_DIM, WIDTH),
-            prefix + "self_attn.k_proj.weight": normal(KV_HEADS * HEAD_DIM, WIDTH),
-            prefix + "self_attn.v_proj.weight": normal(KV_HEADS * HEAD_DIM, WIDTH),
-            prefix + "self_attn.o_proj.weight": normal(WIDTH, HEADS * HEAD_DIM),
-            prefix + "mlp.gate_proj.weight": normal(FFN, WIDTH),
-            prefix + "mlp.up_proj.weight": normal(FFN, WIDTH),
-            prefix + "mlp.down_proj.weight": normal(WIDTH, FFN),
-            prefix + "input_layernorm.weight": (1 + rng.normal(0, 0.1, WIDTH)).astype(np.float32),
-        }
-    return weights
-
-
-def write(folder: Path, weights: Weights, vocabulary: list[str] | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(folder / "model.safetensors"))
-    config = {
-        "model_type": "llama",
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
-        "hidden_size": WIDTH,
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    vocab = {t: i for i, t in enumerate(vocabulary or tokens())}
-    (folder / "tokenizer.json").write_text(
-        json.dumps({"model": {"type": "BPE", "vocab": vocab, "merges": []}})
-    )
-    return folder
-
-
-def residual_permutation(weights: Weights, order: np.ndarray) -> Weights:
-    """Permute the residual stream: readers' columns, writers' rows, embedding, norms."""
-    out: Weights = {}
-    for name, value in weights.items():
-        if name.endswith(
-            (
-                "embed_tokens.weight",
-                "q_proj.weight",
-                "k_proj.weight",
-                "v_proj.weight",
-                "gate_proj.weight",
-                "up_proj.weight",
-            )
-        ):
-            out[name] = value[:, order]
-        elif name.endswith(("o_proj.weight", "down_proj.weight")):
-            out[name] = value[order]
-        elif name.endswith("layernorm.weight"):
-            out[name] = value[order]
-        else:
-            out[name] = value
-    return {k: np.ascontiguousarray(v) for k, v in out.items()}
+from tests.support.synthetic_models import (
+    HEAD_DIM,
+    HEADS,
+    KV_HEADS,
+    LAYERS,
+    WIDTH,
+    parent,
+    residual_permutation,
+    tokens,
+    write,
+)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("synthetic")
     base = parent()
     rng = np.random.default_rng(1)
@@ -125,7 +60,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
     )
     extended = {**base, "model.embed_tokens.weight": embedding[shuffle]}
     extended_vocab = [[*extended_tokens, *extra][i] for i in shuffle]
-    yield {
+    return {
         "base": write(root / "base", base),
         "permuted": write(root / "permuted", residual_permutation(base, order)),
         "noisy": write(root / "noisy", noisy),
@@ -217,7 +152,7 @@ def test_fingerprint_digests_match_tensor_bytes_whatever_the_read_pieces(
 
     ranged = RangedWeightFile("model.safetensors", len(data), pieces)
     parsed = read_safetensors(ranged)
-    from kaiyuan.services.provenance.fingerprint import _digests  # noqa: PLC0415
+    from kaiyuan.services.provenance.fingerprint import _digests
 
     assert {d.name: d.digest for d in _digests(parsed)} == whole
     permuted = {d.name: d.digest for d in fingerprint(open_local(models["pruned"])).tensors}
@@ -294,7 +229,7 @@ def test_garbage_shard_indexes_are_refused(raw: bytes) -> None:
 
 def test_bf16_rows_decode_exactly(tmp_path: Path) -> None:
     values = torch.randn(6, 5).to(torch.bfloat16)
-    from safetensors.torch import save_file as save_torch  # noqa: PLC0415
+    from safetensors.torch import save_file as save_torch
 
     save_torch({"w": values}, str(tmp_path / "m.safetensors"))
     tensor = read_safetensors(LocalWeightFile(tmp_path / "m.safetensors")).tensors[0]

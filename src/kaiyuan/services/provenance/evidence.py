@@ -20,6 +20,8 @@ from kaiyuan.services.provenance.compare import Relation as Verdict
 # A near copy this close (relative difference of the weights) is the same model in other numbers.
 _QUANTIZED_NOISE = 0.15
 _CONVERTED_NOISE = 0.001
+# A score this close to 1 leaves no room for training: a re-parametrisation of the same weights.
+_SAME_FUNCTION = 0.995
 
 
 def match_of(
@@ -59,6 +61,8 @@ def relation_of(match: ProvenanceMatch, total_tensors: int, same_format: bool) -
         return Relation.FORMAT_CONVERSION
     if isinstance(noise, float) and noise <= _QUANTIZED_NOISE:
         return Relation.QUANTIZED
+    if match.score >= _SAME_FUNCTION:  # the same weights in another basis (permuted, rotated)
+        return Relation.FORMAT_CONVERSION
     if evidence.get("absent_layers"):
         return Relation.PRUNED
     return Relation.FINETUNE

@@ -35,6 +35,7 @@ from kaiyuan.services.provenance.source import Floats, ParsedWeights, WeightFile
 
 MAX_BYTES = 2 * 1024**3  # protobuf's own limit on one message
 MAX_INITIALIZERS = 1 << 20
+MAX_TYPED_VALUES = 1 << 26  # decoded while parsing; exporters store anything large as raw bytes
 _T = onnx.TensorProto
 # Stored types read as floats, as little-endian numpy types (bfloat16 is the top of a float32).
 _FLOATS: dict[int, str] = {_T.FLOAT: "<f4", _T.FLOAT16: "<f2", _T.DOUBLE: "<f8", _T.BFLOAT16: "<u2"}
@@ -273,6 +274,8 @@ def _typed_values(
         raise InvalidInputError(f"{where}: {typed} stored values, needs {expected} in its field")
     if kind not in _FLOATS and kind not in _QUANTIZED:
         return None
+    if elements > MAX_TYPED_VALUES:
+        raise InvalidInputError(f"{where}: {elements} values in a typed field (raw bytes expected)")
     try:
         with np.errstate(all="ignore"):  # doubles past float32's range become inf
             values: Floats = numpy_helper.to_array(proto).astype(np.float32).reshape(-1)
@@ -300,13 +303,10 @@ class _Siblings:
     def locate(self, proto: onnx.TensorProto, where: str, nbytes: int) -> tuple[WeightFile, int]:
         entries: dict[str, str] = {}
         for entry in proto.external_data:
-            key, value = (
-                _text(entry.key, f"{where}: a key"),
-                _text(entry.value, f"{where}: a value"),
-            )
+            key = _text(entry.key, f"{where}: an external data key")
             if key not in _EXTERNAL_KEYS or key in entries:
                 raise InvalidInputError(f"{where}: external data key {key!r} unknown or repeated")
-            entries[key] = value
+            entries[key] = _text(entry.value, f"{where}: the external data {key}")
         location = entries.get("location", "")
         # Relative, inside the model's folder: no empty part (so no leading "/"), "." or "..",
         # and nothing another system reads as a separator, a drive or the end of a C string.
