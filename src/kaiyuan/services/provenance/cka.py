@@ -50,4 +50,4 @@ def permuted(units: Floats, order: np.ndarray, n: int) -> Floats:
     Reordering samples commutes with U-centring, so the null needs no new Gram matrices.
     """
     flat_order = (order[:, None] * n + order[None, :]).ravel()
-    return np.take(units, flat_order, axis=1)
+    return as_floats(np.take(units, flat_order, axis=1))

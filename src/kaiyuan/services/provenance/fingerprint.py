@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import blake3
 import numpy as np
 
+from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.core.provenance import TensorDigest
 from kaiyuan.services.provenance.model import OpenedModel
 from kaiyuan.services.provenance.sketch import sketch
@@ -55,9 +56,8 @@ def _digests(parsed: ParsedWeights) -> list[TensorDigest]:
         (t for t in parsed.tensors if t.byte_range[1] > t.byte_range[0]),
         key=lambda t: t.byte_range,
     )
-    result = [
-        _hashed_whole(parsed, t) for t in parsed.tensors if t.byte_range[1] <= t.byte_range[0]
-    ]
+    placeless = [t for t in parsed.tensors if t.byte_range[1] <= t.byte_range[0]]
+    result = [d for t in placeless if (d := _hashed_whole(parsed, t)) is not None]
     if not located:
         return result
     start, end = located[0].byte_range[0], max(t.byte_range[1] for t in located)
@@ -83,11 +83,23 @@ def _digests(parsed: ParsedWeights) -> list[TensorDigest]:
     return result
 
 
-def _hashed_whole(parsed: ParsedWeights, tensor: StoredTensor) -> TensorDigest:
-    """A tensor whose bytes have no place in the file (embedded in an ONNX graph)."""
-    rows = tensor.shape[0] if tensor.shape else 1
-    values = tensor.read_rows(0, rows)
-    return _digest(parsed, tensor, blake3.blake3(values.tobytes()).hexdigest())
+def _hashed_whole(parsed: ParsedWeights, tensor: StoredTensor) -> TensorDigest | None:
+    """A tensor stored elsewhere: an ONNX external-data file, or values split over fields."""
+    hasher = blake3.blake3()
+    stored_at = getattr(tensor, "stored_at", None)  # (file, begin, end) of ONNX external data
+    if stored_at is not None:
+        source, begin, end = stored_at
+        for piece in source.stream(begin, end):
+            hasher.update(piece)
+    else:
+        stored = getattr(tensor, "stored_values", None)
+        if stored is None:
+            return None
+        try:
+            hasher.update(np.ascontiguousarray(stored()).tobytes())
+        except InvalidInputError:  # a type the reader does not decode: not hashed
+            return None
+    return _digest(parsed, tensor, hasher.hexdigest())
 
 
 def _digest(parsed: ParsedWeights, tensor: StoredTensor, digest: str) -> TensorDigest:
