@@ -85,6 +85,40 @@ def _gguf(model: Model, folder: Path, qtype: str = "Q8_0") -> Path:
     return save_gguf(model, folder / "model.gguf", qtype)
 
 
+def _onnx(model: Model, folder: Path) -> Path:
+    """The model exported to ONNX by torch's exporter (anonymous `onnx::MatMul_*` weights)."""
+    import shutil  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+    from transformers import BertModel  # noqa: PLC0415
+
+    source = folder / "source"
+    save_safetensors(model, source)
+    bert = BertModel.from_pretrained(str(source)).eval()
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=ids).last_hidden_state  # type: ignore[no-any-return]
+
+    out = folder / "onnx"
+    out.mkdir(parents=True)
+    torch.onnx.export(
+        Hidden(),
+        (torch.tensor([[101, 2023, 102]]),),
+        str(out / "model.onnx"),
+        dynamo=False,
+        opset_version=17,
+    )
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(source / name, out / name)
+    shutil.rmtree(source)
+    return out
+
+
 def _keep(fraction: float, size: int, seed: int) -> list[int]:
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(size, size=int(size * fraction), replace=False).tolist())

@@ -186,6 +186,12 @@ def build_layout(
     if not weights:
         raise InvalidInputError("no weight files")
     tensors = _by_name(weights)
+    stored_transposed: set[str] = set()
+    for parsed in weights:
+        if parsed.format == "onnx":
+            named = _onnx_names(parsed)
+            tensors.update(named)
+            stored_transposed.update(named)
     formats = {w.format for w in weights}
     metadata = weights[0].metadata
     architecture = str(metadata.get("general.architecture") or _config_arch(config) or "")
@@ -206,7 +212,8 @@ def build_layout(
         role = next((r for pattern, r in _ROLES if pattern.search(rest)), None)
         if role is None:
             continue
-        matrix = _oriented(tensor, role, width, conv1d=bool(_CONV1D.search(rest)))
+        transposed = bool(_CONV1D.search(rest)) or name in stored_transposed
+        matrix = _oriented(tensor, role, width, conv1d=transposed)
         if permuted and role in {Role.Q, Role.K}:
             count = heads if role is Role.Q else kv_heads
             if count and matrix.shape[0] % (2 * count) == 0:
@@ -258,6 +265,33 @@ def _fold_input_norms(
 def _stores_gain_minus_one(architecture: str, formats: set[str]) -> bool:
     """Gemma's PyTorch checkpoints keep RMSNorm gains as w and apply 1 + w; GGUF stores 1 + w."""
     return architecture.startswith("gemma") and "gguf" not in formats
+
+
+def _onnx_names(parsed: ParsedWeights) -> dict[str, StoredTensor]:
+    """Names for an ONNX export's anonymous matrices, recovered from the graph.
+
+    Exporters name a linear layer's weight `onnx::MatMul_470` (stored as `[in, out]`) but keep
+    its bias's name, and the bias is added right after the product: each MatMul weight takes the
+    name of the next bias, `….query.bias` giving `….query.weight`. Weights with no bias after
+    them (bias-free architectures) stay anonymous.
+    """
+    by_name = {t.name: t for t in parsed.tensors}
+    graph = parsed.metadata.get("graph")
+    named: dict[str, StoredTensor] = {}
+    pending: StoredTensor | None = None
+    for node in graph if isinstance(graph, list) else []:
+        if not isinstance(node, dict):
+            continue
+        inputs = [by_name[i] for i in node.get("inputs", ()) if i in by_name]
+        matrices = [t for t in inputs if len(t.shape) == _MATRIX]
+        if node.get("op") == "MatMul" and matrices:
+            pending = matrices[0]
+        elif node.get("op") == "Add" and pending is not None:
+            bias = next((t for t in inputs if t.name.endswith(".bias")), None)
+            if bias is not None and bias.shape == (pending.shape[1],):
+                named[bias.name.removesuffix(".bias") + ".weight"] = pending
+            pending = None
+    return named
 
 
 def _by_name(weights: Sequence[ParsedWeights]) -> dict[str, StoredTensor]:
