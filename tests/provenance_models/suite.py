@@ -141,6 +141,12 @@ CASES: tuple[Case, ...] = (
         "continued pretraining, sharded checkpoint",
     ),
     Case(
+        "minilm fine-tune exported to ONNX",
+        "minilm",
+        lambda b, f: _onnx(b.minilm_finetunes[1], f),
+        "ONNX export, anonymous weight names",
+    ),
+    Case(
         "minilm int8",
         "minilm",
         lambda b, f: _st(derive.quantize_roundtrip(b.minilm, "int8"), f),
