@@ -65,6 +65,8 @@ class Model:
     config: dict[str, Any]
     tensors: dict[str, np.ndarray]
     tokens: list[str] = field(repr=False)
+    # how the model was made (e.g. ``train_losses``); kept in memory only, never saved
+    notes: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -118,6 +120,7 @@ class Model:
             config=dict(self.config if config is None else config),
             tensors=dict(self.tensors if tensors is None else tensors),
             tokens=list(self.tokens if tokens is None else tokens),
+            notes=dict(self.notes),
         )
 
 
@@ -246,8 +249,8 @@ def load_gguf_llama(path: Path) -> Model:
     block = _LLAMA_BLOCK if arch == "llama" else _GEMMA3_BLOCK
     tensors: dict[str, np.ndarray] = {}
     for tensor in reader.tensors:
-        array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        array = np.ascontiguousarray(array, dtype=np.float32)
+        # a copy: F32/F16 tensors would otherwise stay read-only views of the memory-mapped file
+        array = np.array(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
         name = _hf_name(tensor.name, block)
         if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
             array = unpermute_qk(array, n_head)
