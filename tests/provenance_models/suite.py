@@ -65,8 +65,8 @@ class Bases:
     @cache  # noqa: B019
     def minilm_finetunes(self) -> tuple[Model, Model]:
         return (
-            training.finetune(self.minilm, steps=20, lr=1e-4, seed=1),
-            training.finetune(self.minilm, steps=20, lr=1e-4, seed=2),
+            training.finetune(self.minilm, steps=10, lr=1e-4, seed=1),
+            training.finetune(self.minilm, steps=10, lr=1e-4, seed=2),
         )
 
     @property
@@ -87,10 +87,10 @@ def _gguf(model: Model, folder: Path, qtype: str = "Q8_0") -> Path:
 
 def _onnx(model: Model, folder: Path) -> Path:
     """The model exported to ONNX by torch's exporter (anonymous `onnx::MatMul_*` weights)."""
-    import shutil  # noqa: PLC0415
+    import shutil
 
-    import torch  # noqa: PLC0415
-    from transformers import BertModel  # noqa: PLC0415
+    import torch
+    from transformers import BertModel
 
     source = folder / "source"
     save_safetensors(model, source)
@@ -127,16 +127,16 @@ def _keep(fraction: float, size: int, seed: int) -> list[int]:
 CASES: tuple[Case, ...] = (
     # --- BERT: all-MiniLM-L6-v2 -------------------------------------------------------------------
     Case(
-        "minilm finetune (20 steps)",
+        "minilm finetune (10 steps)",
         "minilm",
         lambda b, f: _st(b.minilm_finetunes[0], f),
         "supervised fine-tuning",
     ),
     Case(
-        "minilm continued training (200 steps)",
+        "minilm continued training (60 steps, lr 1e-3)",
         "minilm",
         lambda b, f: _st(
-            training.finetune(b.minilm, steps=200, lr=3e-4, seed=3), f, shard_bytes=30_000_000
+            training.finetune(b.minilm, steps=60, lr=1e-3, seed=3), f, shard_bytes=30_000_000
         ),
         "continued pretraining, sharded checkpoint",
     ),

@@ -36,7 +36,7 @@ import tokenizers
 import torch
 import transformers
 
-from tests.provenance_models.weights import Arch, Model
+from tests.provenance_models.weights import Arch, Model, vocab_style
 
 __all__ = [
     "CORPUS",
@@ -227,7 +227,7 @@ def _byte_to_unicode() -> dict[int, str]:
 
 def _greedy_ids(tokens: Sequence[str], text: str) -> list[int]:
     vocab = {t: i for i, t in enumerate(tokens)}
-    byte_level = "Ġthe" in vocab or "Ġ" in vocab
+    byte_level = vocab_style(tokens) == "byte-level"
     if byte_level:
         table = _byte_to_unicode()
         units = "".join(table[b] for b in text.encode("utf-8"))

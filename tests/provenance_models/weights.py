@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,7 @@ __all__ = [
     "save_gguf",
     "save_safetensors",
     "unpermute_qk",
+    "vocab_style",
 ]
 
 Arch = Literal["bert", "llama", "gemma3"]
@@ -488,7 +490,7 @@ def _tokenizer_json(model: Model) -> dict[str, Any]:
                 "vocab": vocab,
             },
         }
-    byte_level = any(t.startswith("Ġ") for t in model.tokens[:5000])
+    byte_level = vocab_style(model.tokens) == "byte-level"
     if byte_level:
         pre: dict[str, Any] = {
             "type": "ByteLevel",
@@ -534,10 +536,23 @@ def _tokenizer_json(model: Model) -> dict[str, Any]:
     }
 
 
+def vocab_style(tokens: Sequence[str]) -> Literal["wordpiece", "byte-level", "sentencepiece"]:
+    """How the token strings spell a space: WordPiece (``##`` continuations), GPT-2 byte-level
+    (``Ġ``, SmolLM2) or SentencePiece (``▁``, Gemma; whose vocabulary also holds a literal ``Ġ``)."""
+    sample = set(tokens)
+    if "▁the" in sample:
+        return "sentencepiece"
+    if "Ġthe" in sample:
+        return "byte-level"
+    return "wordpiece"
+
+
 def _is_special(token: str) -> bool:
-    return (token.startswith("[") and token.endswith("]") and token[1:-1].isupper()) or (
-        token.startswith("<") and token.endswith(">") and len(token) > 2 and " " not in token
-    )
+    """``[CLS]``-style or ``<|im_start|>`` / ``<eos>``-style control tokens (not ``<0x0A>`` bytes)."""
+    if token.startswith("[") and token.endswith("]"):
+        return token[1:-1].isupper()
+    is_byte = len(token) == 6 and token.startswith("<0x")
+    return token.startswith("<") and token.endswith(">") and len(token) > 2 and not is_byte
 
 
 def save_gguf(
