@@ -357,7 +357,7 @@ CASES: tuple[Case, ...] = (
         None,
         lambda b, f: _st(
             training.train_from_scratch(
-                b.minilm.config, "bert", b.minilm.tokens, steps=100, seed=22
+                b.minilm.config, "bert", b.minilm.tokens, steps=30, seed=22
             ),
             f,
         ),
