@@ -27,7 +27,7 @@ from kaiyuan.services.provenance import cka
 from kaiyuan.services.provenance.alignment import Alignment, align
 from kaiyuan.services.provenance.invariants import attention_terms, correlation
 from kaiyuan.services.provenance.layout import ModelLayout, Role
-from kaiyuan.services.provenance.source import Floats, as_floats
+from kaiyuan.services.provenance.source import Floats, as_floats, one_blas_thread
 from kaiyuan.services.provenance.vocab import shared_tokens
 
 METHOD = "kaiyuan-weights-1"
@@ -125,6 +125,7 @@ class Comparison:
         }
 
 
+@one_blas_thread
 def compare(a: ModelLayout, b: ModelLayout, *, seed: int = 0) -> Comparison:
     """How A's weights relate to B's (A is read as the possible derivative)."""
     rng = np.random.default_rng(seed)

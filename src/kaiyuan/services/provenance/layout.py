@@ -199,26 +199,7 @@ def build_layout(
     embedding = _embedding(tensors)
     width = embedding.shape[1]
     permuted = "gguf" in formats and architecture in _GGUF_PERMUTED_QK
-    layers: dict[int, dict[Role, Matrix]] = {}
-    for name, tensor in tensors.items():
-        found = _LAYER.search(name)
-        if found is None or len(tensor.shape) != _MATRIX:
-            continue
-        index, rest = int(found.group(1)), found.group(2)
-        slot = layers.setdefault(index, {})
-        if _FUSED_QKV.search(rest):
-            slot.update(_split_fused(tensor, width, heads, kv_heads, name))
-            continue
-        role = next((r for pattern, r in _ROLES if pattern.search(rest)), None)
-        if role is None:
-            continue
-        transposed = bool(_CONV1D.search(rest)) or name in stored_transposed
-        matrix = _oriented(tensor, role, width, conv1d=transposed)
-        if permuted and role in {Role.Q, Role.K}:
-            count = heads if role is Role.Q else kv_heads
-            if count and matrix.shape[0] % (2 * count) == 0:
-                matrix = dataclasses.replace(matrix, head_order=count)
-        slot[role] = matrix
+    layers = _layers(tensors, width, (heads, kv_heads), stored_transposed, permuted=permuted)
     offset = 1.0 if _stores_gain_minus_one(architecture, formats) else 0.0
     _fold_input_norms(tensors, layers, width, offset=offset)
     ordered = tuple(layers[i] for i in sorted(layers) if layers[i])
@@ -239,6 +220,39 @@ def build_layout(
         vocabulary=vocabulary,
         tensors=tuple(t for w in weights for t in w.tensors),
     )
+
+
+def _layers(
+    tensors: Mapping[str, StoredTensor],
+    width: int,
+    counts: tuple[int | None, int | None],
+    stored_transposed: set[str],
+    *,
+    permuted: bool,
+) -> dict[int, dict[Role, Matrix]]:
+    """Each layer's matrices by role, oriented `[out, in]`."""
+    heads, kv_heads = counts
+    layers: dict[int, dict[Role, Matrix]] = {}
+    for name, tensor in tensors.items():
+        found = _LAYER.search(name)
+        if found is None or len(tensor.shape) != _MATRIX:
+            continue
+        index, rest = int(found.group(1)), found.group(2)
+        slot = layers.setdefault(index, {})
+        if _FUSED_QKV.search(rest):
+            slot.update(_split_fused(tensor, width, heads, kv_heads, name))
+            continue
+        role = next((r for pattern, r in _ROLES if pattern.search(rest)), None)
+        if role is None:
+            continue
+        transposed = bool(_CONV1D.search(rest)) or name in stored_transposed
+        matrix = _oriented(tensor, role, width, conv1d=transposed)
+        if permuted and role in {Role.Q, Role.K}:
+            count = heads if role is Role.Q else kv_heads
+            if count and matrix.shape[0] % (2 * count) == 0:
+                matrix = dataclasses.replace(matrix, head_order=count)
+        slot[role] = matrix
+    return layers
 
 
 def _fold_input_norms(
