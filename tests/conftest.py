@@ -28,6 +28,10 @@ os.environ.update(
         "TOKENIZERS_PARALLELISM": "false",
     }
 )
+# torch's threads spin-wait on each other when the two cores are shared (a hub process, a
+# training step): passive waiting keeps a few training steps at seconds, not minutes. It only
+# takes effect if set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.pop("HF_ENDPOINT", None)
 os.environ.pop("HF_TOKEN", None)
 

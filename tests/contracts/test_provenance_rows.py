@@ -40,6 +40,7 @@ def test_queue_claim_finish_and_results(store: SqlMetadataStore) -> None:
     with store.session(write=True) as s:
         base = s.add_repo(RepoKind.MODEL, RepoId("acme", "base"), False, NOW)
         child = s.add_repo(RepoKind.MODEL, RepoId("acme", "child"), False, NOW)
+        assert not s.fingerprint_waiting(NOW - timedelta(hours=1), 3)
         assert s.queue_fingerprint(base, "b" * 40, NOW)
         assert not s.queue_fingerprint(base, "b" * 40, NOW)  # once per revision
         assert s.queue_fingerprint(child, "c" * 40, NOW + timedelta(seconds=1))
@@ -51,6 +52,9 @@ def test_queue_claim_finish_and_results(store: SqlMetadataStore) -> None:
     assert (first[0].repo_id, first[1]) == (base.repo_id, "b" * 40)  # oldest first
     assert (second[0].repo_id, second[1]) == (child.repo_id, "c" * 40)
     assert third is None
+    with store.session() as s:
+        assert not s.fingerprint_waiting(NOW - timedelta(hours=1), 3)  # both claimed
+        assert s.fingerprint_waiting(NOW + timedelta(hours=1), 3)  # unless their workers died
     with store.session(write=True) as s:
         s.finish_fingerprint(
             base,

@@ -72,7 +72,7 @@ class Bases:
     @property
     @cache  # noqa: B019
     def smollm2_finetune(self) -> Model:
-        return training.finetune(self.smollm2, steps=8, lr=1e-4, seed=1)
+        return training.finetune(self.smollm2, steps=8, lr=5e-4, seed=1)
 
 
 def _st(model: Model, folder: Path, **options: object) -> Path:

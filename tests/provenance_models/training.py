@@ -10,17 +10,31 @@ and returns the updated weights as a new :class:`Model`. Objectives:
   replaced by ``[MASK]``; logits = last hidden state x word embeddings^T), tokenised by BERT's
   uncased WordPiece over the model's own vocabulary (built with ``tokenizers``);
 * decoders: causal LM loss, tokenised by greedy longest match on the model's own token strings
-  (byte-level "G-dot" vocabularies such as SmolLM2's via the GPT-2 byte-to-unicode table,
-  SentencePiece "lower-one-eighth-block" vocabularies such as Gemma's via ``"▁"`` for spaces,
-  with ``<0xNN>`` byte fallback).
+  (byte-level ``Ġ`` vocabularies such as SmolLM2's via the GPT-2 byte-to-unicode table,
+  SentencePiece vocabularies such as Gemma's with ``▁`` for spaces and ``<0xNN>`` byte fallback).
 
-The built-in corpus is public-domain English (KJV Genesis, Lincoln, the U.S. founding documents,
-Austen, Dickens, Melville, Carroll, Shakespeare) plus classical Chinese (Laozi, the Analects,
-Tang poems, the Three Character Classic).
+The built-in corpus (:data:`CORPUS`, 119 passages, about 12k characters) is public-domain English
+(the King James Bible, Lincoln, the U.S. founding documents, Austen, Dickens, Melville, Carroll,
+Shakespeare, Thoreau, Twain, Aesop retold) plus classical Chinese (Laozi, the Analects, Tang
+poems, the Three Character Classic, Liu Yuxi, Zhou Dunyi, Tao Yuanming) and a few plain sentences
+written for it.
 
-Measured on 2 CPU threads (see ``selfcheck.py``): a SmolLM2-135M fine-tune of 20 steps
-(lr 1e-4, batch 2 x 64) and MiniLM continued training of 200 steps (lr 3e-4) each take well under a
-minute; the relative weight change they reach is printed by the self-check.
+Measured with 2 CPU cores (one of them shared with another busy process), batch 2 x 64 tokens,
+relative weight change ||delta|| / ||W|| over all tensors (linear matrices only in brackets):
+
+=============================================  =======  ==================
+run                                            time     ||delta|| / ||W||
+=============================================  =======  ==================
+MiniLM fine-tune, 20 steps, lr 1e-4            9-14 s   0.018 (0.010)
+MiniLM continued training, 200 steps, lr 3e-4  88 s     0.31
+SmolLM2 fine-tune, 8 steps, lr 1e-4            29 s     0.0019
+SmolLM2 fine-tune, 20 steps, lr 1e-4           55-64 s  0.0033 (0.0028)
+SmolLM2 fine-tune, 20 steps, lr 5e-4           66 s     0.016 (0.013)
+MiniLM shape from scratch, 50 steps, lr 1e-3   21 s     1.11 (vs MiniLM)
+=============================================  =======  ==================
+
+(About 5 s of each SmolLM2 run is building the transformers model.) lr 5e-4 is the SmolLM2 setting
+whose delta is in the range of a real SFT (about 1-3 % of the norm); 1e-4 barely moves it.
 """
 
 from __future__ import annotations
@@ -30,6 +44,11 @@ import os
 from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any
+
+# libgomp reads this when torch loads, so it only helps if nothing imported torch before us. With
+# the default (spinning) policy, 2 OpenMP threads on 2 cores shared with one other busy process
+# ran a SmolLM2 forward pass in 8 s instead of 0.8 s.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import tokenizers
@@ -45,9 +64,9 @@ __all__ = [
     "train_from_scratch",
 ]
 
-# CI runners have 2 cores. KAIYUAN_TORCH_THREADS overrides it: on a machine where another busy
-# process shares the cores, 1 thread is several times faster than 2 (OpenMP threads wait on each
-# other), so measure before raising or lowering it.
+# CI runners have 2 cores; KAIYUAN_TORCH_THREADS overrides it. If torch was imported before this
+# module without OMP_WAIT_POLICY=PASSIVE and another process keeps a core busy, 1 thread is several
+# times faster than 2 (the OpenMP threads spin waiting for each other).
 TORCH_THREADS = int(os.environ.get("KAIYUAN_TORCH_THREADS", "2"))
 
 # One passage per line; lines starting with "#" name the source.

@@ -122,8 +122,7 @@ class Model:
             config=dict(self.config if config is None else config),
             tensors=dict(self.tensors if tensors is None else tensors),
             tokens=list(self.tokens if tokens is None else tokens),
-            notes=dict(self.notes),
-        )
+        )  # notes describe how one object was made: a derivative starts with none
 
 
 def layer_prefix(model: Model, index: int) -> str:

@@ -153,6 +153,7 @@ class MetadataSession(Protocol):
 
     # provenance: the fingerprint queue, results, tensor digests, matches
     def queue_fingerprint(self, repo: Repo, commit: str, now: datetime) -> bool: ...
+    def fingerprint_waiting(self, stale_before: datetime, max_attempts: int) -> bool: ...
     def claim_fingerprint(
         self, now: datetime, stale_before: datetime, max_attempts: int
     ) -> tuple[Repo, str] | None:

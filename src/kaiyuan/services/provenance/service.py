@@ -114,6 +114,9 @@ class ProvenanceService:
         """Fingerprint and scan the oldest queued revision; False when the queue is empty."""
         now = self._clock()
         stale = now - timedelta(seconds=self._limits.stale_after_seconds)
+        with self._store.session() as session:  # idle polling takes no write lock
+            if not session.fingerprint_waiting(stale, self._limits.max_attempts):
+                return False
         with self._store.session(write=True) as session:
             claimed = session.claim_fingerprint(now, stale, self._limits.max_attempts)
         if claimed is None:

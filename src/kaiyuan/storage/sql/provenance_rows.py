@@ -49,6 +49,18 @@ class ProvenanceRows:
         )
         return True
 
+    def fingerprint_waiting(self, stale_before: datetime, max_attempts: int) -> bool:
+        """Whether any revision waits to be fingerprinted (a read: idle workers take no lock)."""
+        table = t.fingerprints
+        return (
+            self._c.execute(
+                select(table.c.pk)
+                .where(_waiting(stale_before), table.c.attempts < max_attempts)
+                .limit(1)
+            ).first()
+            is not None
+        )
+
     def claim_fingerprint(
         self, now: datetime, stale_before: datetime, max_attempts: int
     ) -> tuple[Repo, str] | None:
@@ -58,13 +70,7 @@ class ProvenanceRows:
         processes can share one queue.
         """
         table = t.fingerprints
-        waiting = or_(
-            table.c.status == FingerprintStatus.PENDING.value,
-            and_(
-                table.c.status == FingerprintStatus.RUNNING.value,
-                table.c.started_at < stale_before,
-            ),
-        )
+        waiting = _waiting(stale_before)
         rows = self._c.execute(
             select(
                 table.c.pk,
@@ -284,6 +290,18 @@ class ProvenanceRows:
         return self._c.execute(
             select(table.c.pk).where(table.c.repo_pk == repo.pk, table.c.commit == commit)
         ).scalar()
+
+
+def _waiting(stale_before: datetime) -> Any:
+    """Queued, or claimed by a worker that has not finished since `stale_before` (it died)."""
+    table = t.fingerprints
+    return or_(
+        table.c.status == FingerprintStatus.PENDING.value,
+        and_(
+            table.c.status == FingerprintStatus.RUNNING.value,
+            table.c.started_at < stale_before,
+        ),
+    )
 
 
 def _fingerprint(row: Any, repo: Repo) -> Fingerprint:
