@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -35,24 +33,8 @@ from kaiyuan.core.models import (
     TreeEntry,
 )
 from kaiyuan.storage.sql.store import SqlMetadataStore
-from tests.support.postgres import PostgresCluster
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(
-    backend: str, tmp_path: Path, postgres: PostgresCluster | None
-) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'meta.db'}"
-    if backend == "postgres":
-        assert postgres is not None
-        url = postgres.new_database()
-    result = SqlMetadataStore(url)
-    result.migrate()
-    result.migrate()  # idempotent
-    yield result
-    result.close()
 
 
 def seed(store: SqlMetadataStore) -> None:

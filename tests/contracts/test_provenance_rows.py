@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.provenance import FingerprintStatus, ProvenanceMatch, TensorDigest
 from kaiyuan.storage.sql.store import SqlMetadataStore
-from tests.support.postgres import PostgresCluster
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = NOW + timedelta(hours=2)
-
-
-@pytest.fixture
-def store(
-    backend: str, tmp_path: Path, postgres: PostgresCluster | None
-) -> Iterator[SqlMetadataStore]:
-    url = f"sqlite:///{tmp_path / 'meta.db'}"
-    if backend == "postgres":
-        assert postgres is not None
-        url = postgres.new_database()
-    result = SqlMetadataStore(url)
-    result.migrate()
-    yield result
-    result.close()
 
 
 def digest(name: str, value: str) -> TensorDigest:

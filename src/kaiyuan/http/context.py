@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import AuthenticationError, InvalidInputError, TooLargeError
 from kaiyuan.core.models import Principal
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 DEFAULT_JSON_DEPTH = 32
 SESSION_COOKIE = "kaiyuan_session"
@@ -146,6 +149,16 @@ async def read_json_object(request: Request, limit: int | None = None) -> dict[s
     if not isinstance(data, dict):
         raise InvalidInputError("request body must be a JSON object")
     return data
+
+
+async def read_model(request: Request, model: type[BodyModel]) -> BodyModel:
+    """The JSON body validated against `model`; the first problem as InvalidInput."""
+    try:
+        return model.model_validate(await read_json_object(request))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise InvalidInputError(f"{where or 'body'}: {problem['msg']}") from None
 
 
 def _short(error: BaseException) -> str:

@@ -13,14 +13,14 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.errors import InvalidInputError, NotFoundError
 from kaiyuan.core.ids import RepoId, RepoKind, validate_path
 from kaiyuan.core.lineage import CHECK_IDS, LicenceReport, PolicyAction
 from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, json_body, refuse_other_methods
-from kaiyuan.http.context import caller, hub_of, read_json_object
+from kaiyuan.http.context import caller, hub_of, read_json_object, read_model
 from kaiyuan.services.licensing.policy import HUB_SCOPE
 from kaiyuan.services.licensing.service import Draft
 
@@ -219,12 +219,7 @@ _POLICY_BODY = {
 async def check(request: Request) -> Report:
     """What a push of this folder would be told; nothing is stored."""
     principal = await caller(request)
-    try:
-        body = DraftBody.model_validate(await read_json_object(request))
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"])
-        raise InvalidInputError(f"{where or 'body'}: {problem['msg']}") from None
+    body = await read_model(request, DraftBody)
     if len(body.texts) > MAX_DRAFT_TEXTS or any(
         len(text) > MAX_TEXT_CHARS for text in body.texts.values()
     ):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.provenance import ProvenanceMatch
 from kaiyuan.http.api.schema import ERRORS, NAME, json_body, refuse_other_methods
-from kaiyuan.http.context import caller, hub_of, read_json_object
+from kaiyuan.http.context import caller, hub_of, read_model
 from kaiyuan.services.provenance.service import ProvenanceView
 
 router = APIRouter(prefix="/api/provenance", tags=["provenance"], responses=ERRORS)
@@ -142,12 +142,7 @@ async def provenance(
 async def compare(request: Request) -> Comparison:
     """Compare model A with model B now (both readable by the caller); takes seconds."""
     principal = await caller(request)
-    try:
-        body = CompareRequest.model_validate(await read_json_object(request))
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(p) for p in problem["loc"])
-        raise InvalidInputError(f"{where or 'body'}: {problem['msg']}") from None
+    body = await read_model(request, CompareRequest)
     hub = hub_of(request)
     a, b = parse_reference(body.a), parse_reference(body.b)
     result, (sha_a, sha_b) = await run_in_threadpool(
