@@ -148,7 +148,7 @@ def normalise(token: str, scheme: str) -> str:
             text = " " + token
     else:
         text = token
-    return unicodedata.normalize("NFC", text)
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def _from_byte_symbols(token: str) -> str | None:
