@@ -65,7 +65,9 @@ def measure(mode: str, target: Path, repeat: int) -> tuple[float, float]:
     for _ in range(repeat):
         done = subprocess.run(
             [sys.executable, __file__, "--child", mode, str(target)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(done.stdout.strip().splitlines()[-1])
         times.append(result["seconds"])
@@ -96,7 +98,11 @@ def synthetic_checkpoint(folder: Path, gigabytes: float) -> Path:
     offset = 0
     for name, shape in shapes:
         size = 2 * math.prod(shape)
-        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
@@ -116,7 +122,9 @@ def synthetic_checkpoint(folder: Path, gigabytes: float) -> Path:
     config = {"model_type": "llama", "num_attention_heads": heads, "num_key_value_heads": kv}
     (folder / "config.json").write_text(json.dumps(config))
     vocabulary = {f"Ġw{i}": i for i in range(vocab)}
-    (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": vocabulary}}))
+    (folder / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": vocabulary}})
+    )
     return folder
 
 
@@ -157,7 +165,7 @@ def compare_table(pairs: list[tuple[str, Path, Path]], repeat: int) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":  # noqa: PLR2004
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
         _child(sys.argv[2], sys.argv[3])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
