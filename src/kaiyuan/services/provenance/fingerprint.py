@@ -22,7 +22,6 @@ from kaiyuan.services.provenance.model import OpenedModel
 from kaiyuan.services.provenance.sketch import sketch
 from kaiyuan.services.provenance.source import ParsedWeights, StoredTensor, one_blas_thread
 
-
 # BLAKE3 hashes large pieces on every core (about 2 GB/s a core here): hashing then keeps up
 # with reading from the page cache.
 _THREADS = blake3.blake3.AUTO
