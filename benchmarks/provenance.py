@@ -16,6 +16,7 @@ Run::
     python benchmarks/provenance.py                  # 1 and 2 on the real models + a 2 GB model
     python benchmarks/provenance.py --large-gb 8     # a larger synthetic checkpoint
     python benchmarks/provenance.py --suite          # also the accuracy table
+    sudo python benchmarks/provenance.py --cold      # also from disk, the page cache dropped
 """
 
 from __future__ import annotations
@@ -59,10 +60,18 @@ def _child(mode: str, target: str) -> None:
     sys.stdout.write(json.dumps({"seconds": seconds, "extra_mb": (peak - base) / 1024}) + "\n")
 
 
-def measure(mode: str, target: Path, repeat: int) -> tuple[float, float]:
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache (needs root), so the next read comes from the disk."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def measure(mode: str, target: Path, repeat: int, *, cold: bool = False) -> tuple[float, float]:
     """Median seconds and the largest extra peak memory (MB) over `repeat` fresh processes."""
     times, peaks = [], []
     for _ in range(repeat):
+        if cold:
+            drop_page_cache()
         done = subprocess.run(
             [sys.executable, __file__, "--child", mode, str(target)],
             capture_output=True,
@@ -134,13 +143,15 @@ def weights_file(target: Path) -> Path:
     return target / "model.safetensors"
 
 
-def fingerprint_table(targets: list[tuple[str, Path]], repeat: int) -> None:
+def fingerprint_table(targets: list[tuple[str, Path]], repeat: int, *, cold: bool = False) -> None:
+    where = "from disk (page cache dropped before each run)" if cold else "from the page cache"
+    print(f"fingerprint vs plain read, both {where}")
     print(f"{'model':<34}{'size':>9}{'read s':>9}{'fprint s':>10}{'ratio':>7}{'peak MB':>9}")
     for label, target in targets:
         size = weights_file(target).stat().st_size
         measure("read", weights_file(target), 1)  # into the page cache
-        read, _ = measure("read", weights_file(target), repeat)
-        took, peak = measure("fingerprint", target, repeat)
+        read, _ = measure("read", weights_file(target), repeat, cold=cold)
+        took, peak = measure("fingerprint", target, repeat, cold=cold)
         print(
             f"{label:<34}{size / 1e6:>8.0f}M{read:>9.3f}{took:>10.3f}{took / read:>7.2f}"
             f"{peak:>9.0f}"
@@ -172,6 +183,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--large-gb", type=float, default=2.0)
     parser.add_argument("--suite", action="store_true", help="also print the accuracy table")
+    parser.add_argument(
+        "--cold", action="store_true", help="also measure from disk (drops the page cache: root)"
+    )
     args = parser.parse_args()
     from tests.provenance_models.real import fetch_real_models  # noqa: PLC0415
 
@@ -187,6 +201,15 @@ def main() -> int:
             ],
             args.repeat,
         )
+        if args.cold:
+            fingerprint_table(
+                [
+                    ("SmolLM2-135M (GGUF Q4_1)", real.smollm2),
+                    (f"synthetic llama ({args.large_gb:g} GB BF16)", large),
+                ],
+                args.repeat,
+                cold=True,
+            )
         compare_table(
             [
                 ("MiniLM vs itself", real.minilm, real.minilm),
