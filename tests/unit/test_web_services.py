@@ -217,6 +217,7 @@ def test_card_links_point_into_the_repository() -> None:
     ).map("".join)
 )
 @example("<scr<script>ipt>alert(1)</script>")
+@example("```&#x6A;avascript:")  # a fence's language became class="language-javascript:"
 @example("<a href=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)>x</a>")
 def test_no_combination_of_hostile_pieces_survives(card: str) -> None:
     html = render_card(card, "/a/b/blob/r", "/a/b/resolve/r")

@@ -10,6 +10,7 @@ pointed into the repository at the revision shown.
 from __future__ import annotations
 
 import posixpath
+import re
 from urllib.parse import quote, urlsplit
 
 import nh3
@@ -37,6 +38,9 @@ _SCHEMES = {"http", "https", "mailto"}
 _RENDERER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
+_LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
+
+
 def render_card(markdown: str, file_base: str, raw_base: str) -> str:
     """Safe HTML for a card body.
 
@@ -48,8 +52,8 @@ def render_card(markdown: str, file_base: str, raw_base: str) -> str:
     def rewrite(tag: str, attribute: str, value: str) -> str | None:
         if attribute in {"href", "src", "srcset"}:
             return _in_repository(value, raw_base if tag in {"img", "source"} else file_base)
-        if attribute == "class":
-            return value if value.startswith("language-") and value.isprintable() else None
+        if attribute == "class":  # a fence's language: a name, nothing that reads like a URL
+            return value if _LANGUAGE_CLASS.fullmatch(value) else None
         return value
 
     return nh3.clean(
