@@ -123,9 +123,9 @@ class ProvenanceService:
             return False
         repo, sha = claimed
         try:
-            has_weights = self._fingerprint(repo, sha)
-            if has_weights:
-                self._scan(repo, sha)
+            opened = self._fingerprint(repo, sha)
+            if opened is not None:
+                self._scan(repo, sha, opened)
         except HubError as exc:
             log.info("fingerprint of %s@%s failed: %s", repo.repo_id, sha[:12], exc)
             self._failed(repo, sha, str(exc))
@@ -152,15 +152,15 @@ class ProvenanceService:
             done += 1
         return done
 
-    def _fingerprint(self, repo: Repo, sha: str) -> bool:
-        """Store the revision's fingerprint (still running); False when it has no weights."""
+    def _fingerprint(self, repo: Repo, sha: str) -> OpenedModel | None:
+        """Store the revision's fingerprint (still running); the opened model, if it has one."""
         opened = self._open(repo, sha)
         if opened is None:
             with self._store.session(write=True) as session:
                 session.finish_fingerprint(
                     repo, sha, FingerprintStatus.NO_WEIGHTS, self._clock(), method=METHOD
                 )
-            return False
+            return None
         result = fingerprint(opened)
         with self._store.session(write=True) as session:
             session.finish_fingerprint(  # done once the scan has stored what it found
@@ -173,13 +173,10 @@ class ProvenanceService:
                 sketch=result.sketch,
                 tensors=result.tensors,
             )
-        return True
+        return opened
 
-    def _scan(self, repo: Repo, sha: str) -> None:
+    def _scan(self, repo: Repo, sha: str, mine: OpenedModel) -> None:
         """Verify the shortlisted models, store matches, edges and the judged report."""
-        mine = self._open(repo, sha)
-        if mine is None:
-            return
         with self._store.session() as session:
             own_sketch = _sketch(session.fingerprint_sketch(repo, sha))
             shared = session.shared_digests(repo, sha)
