@@ -44,6 +44,9 @@ BLOCK = 16 * 1024 * 1024
 
 def _child(mode: str, target: str) -> None:
     """Run one measurement in this (fresh) process and print it as JSON."""
+    # A hub worker is a long-lived process: the format readers (and the libraries they pull in,
+    # `gguf` and `onnx`) are imported once, not for every model, so not while timing.
+    from kaiyuan.services.provenance import gguffile, onnxfile  # noqa: F401, PLC0415
     from kaiyuan.services.provenance.fingerprint import fingerprint  # noqa: PLC0415
     from kaiyuan.services.provenance.model import open_local  # noqa: PLC0415
 
@@ -130,11 +133,25 @@ def synthetic_checkpoint(folder: Path, gigabytes: float) -> Path:
                 left -= take
     config = {"model_type": "llama", "num_attention_heads": heads, "num_key_value_heads": kv}
     (folder / "config.json").write_text(json.dumps(config))
-    vocabulary = {f"Ġw{i}": i for i in range(vocab)}
-    (folder / "tokenizer.json").write_text(
-        json.dumps({"model": {"type": "BPE", "vocab": vocabulary}})
+    vocabulary = {token: i for i, token in enumerate(_byte_level_tokens(vocab))}
+    (folder / "tokenizer.json").write_text(  # written as tokenizers writes it: plain UTF-8
+        json.dumps({"model": {"type": "BPE", "vocab": vocabulary}}, ensure_ascii=False),
+        encoding="utf-8",
     )
     return folder
+
+
+def _byte_level_tokens(count: int) -> list[str]:
+    """A GPT-2-style vocabulary of `count` tokens holding the sketch's canonical tokens.
+
+    The synthetic model then gets a sketch, as a real one does.
+    """
+    from kaiyuan.services.provenance.sketch import CANONICAL_TOKENS  # noqa: PLC0415
+    from kaiyuan.services.provenance.vocab import spellings  # noqa: PLC0415
+
+    tokens = list(dict.fromkeys(spellings(t, "bpe-bytes")[0] for t in CANONICAL_TOKENS))
+    tokens += [f"Ġw{i}" for i in range(count - len(tokens))]
+    return tokens[:count]
 
 
 def weights_file(target: Path) -> Path:

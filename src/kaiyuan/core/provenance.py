@@ -25,7 +25,7 @@ class TensorDigest:
     name: str
     dtype: str
     shape: tuple[int, ...]
-    digest: str  # BLAKE3 of the tensor's stored bytes, hex
+    digest: str  # "xxh3-128:" and the XXH3-128 of the tensor's stored bytes, hex
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ DEFAULT_ALIGNMENT = 32
 TOKENS_KEY = "tokenizer.ggml.tokens"
 ALIGNMENT_KEY = "general.alignment"
 READ_PIECE = 1024 * 1024
+_U64 = struct.Struct("<Q")
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 
@@ -197,9 +198,48 @@ class _Cursor:
         self.skip(length, what)
         offset = start - self._piece_at
         if offset < 0 or offset + length > len(self._piece):
-            self._piece_at, offset = start, 0
-            self._piece = self.file.read_at(start, min(max(length, READ_PIECE), self.limit - start))
+            self._fill(start, length)
+            offset = 0
         return self._piece[offset : offset + length]
+
+    def _fill(self, start: int, length: int) -> bytes:
+        """Read the piece that starts at `start` and holds at least `length` bytes."""
+        self._piece_at = start
+        self._piece = self.file.read_at(start, min(max(length, READ_PIECE), self.limit - start))
+        return self._piece
+
+    def strings(self, count: int, what: str, *, keep: bool) -> list[str] | None:
+        """`count` length-prefixed strings, decoded when `keep` (else only walked over).
+
+        Bytes that are not UTF-8 are kept as backslash escapes. A tight loop on the current
+        piece, without per-string messages: a vocabulary runs to 262,144 tokens and its merges
+        further.
+        """
+        found: list[str] | None = [] if keep else None
+        add = found.append if found is not None else None
+        length_at = _U64.unpack_from
+        piece, base, position, limit = self._piece, self._piece_at, self.position, self.limit
+        end = base + len(piece)  # the file offset where the current piece ends
+        for _ in range(count):
+            if position + 8 > end:
+                if position + 8 > limit:
+                    raise InvalidInputError(f"{self.file.name}: {what} runs past {self.bound}")
+                piece, base = self._fill(position, 8), position
+                end = base + len(piece)
+            (length,) = length_at(piece, position - base)
+            position += 8
+            if position + length > end:
+                if length > limit - position:
+                    raise InvalidInputError(f"{self.file.name}: {what} runs past {self.bound}")
+                if add is not None:
+                    piece, base = self._fill(position, length), position
+                    end = base + len(piece)
+            if add is not None:
+                at = position - base
+                add(piece[at : at + length].decode("utf-8", "backslashreplace"))
+            position += length
+        self.position = position
+        return found
 
     def unpack(self, code: str, what: str) -> int:
         value: int = struct.unpack("<" + code, self.take(struct.calcsize(code), what))[0]
@@ -266,13 +306,7 @@ def _read_tokens(cursor: _Cursor, kind: int) -> tuple[str, ...]:
     # Some vocabularies hold byte pieces that are not UTF-8 on their own. They are kept, spelt
     # as `\xNN` escapes: unlike U+FFFD replacement this keeps distinct tokens distinct (rows
     # are paired by text), and unlike surrogate escapes it gives text that encodes anywhere.
-    # A tight loop (no per-token message strings): vocabularies run to 262,144 tokens.
-    length_of = struct.Struct("<Q").unpack_from
-    tokens = []
-    for _ in range(count):
-        (length,) = length_of(cursor.take(8, "a token's length"))
-        tokens.append(cursor.take(length, "a token").decode("utf-8", "backslashreplace"))
-    return tuple(tokens)
+    return tuple(cursor.strings(count, TOKENS_KEY, keep=True) or ())
 
 
 def _read_value(
@@ -318,6 +352,9 @@ def _read_array(cursor: _Cursor, what: str, *, depth: int, keep: bool) -> tuple[
         return None, False
     if code is not None and item != _BOOL:
         return list(struct.unpack(f"<{count}{code}", cursor.take(count * item_size, what))), True
+    if item == _STRING and not keep:
+        cursor.strings(count, what, keep=False)
+        return None, False
     if not keep:  # strings and arrays are walked through, to find where the array ends
         for i in range(count):
             _read_value(cursor, item, f"{what}[{i}]", depth=depth, keep=False)

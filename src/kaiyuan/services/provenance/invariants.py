@@ -26,16 +26,17 @@ def attention_terms(
 ) -> dict[str, Floats]:
     """The standardised invariant terms this layer's matrices allow (`qk`, `vo`)."""
     x = tokens.astype(np.float32, copy=False)
+    width = x.shape[1]
     terms: dict[str, Floats] = {}
     q, k, v, o = (layer.get(r) for r in (Role.Q, Role.K, Role.V, Role.O))
-    if q is not None and k is not None:
-        keys = _expanded(k, heads, kv_heads)
-        if keys is not None and keys.shape == q.shape:
-            terms["qk"] = standardised((x @ q.T) @ (x @ keys.T).T)
-    if v is not None and o is not None:
-        values = _expanded(v, heads, kv_heads)
-        if values is not None and values.shape[0] == o.shape[1] and o.shape[0] == x.shape[1]:
-            terms["vo"] = standardised((x @ values.T) @ (x @ o).T)
+    if q is not None and k is not None and q.shape[1] == width == k.shape[1]:
+        keys = _expanded(x @ k.T, heads, kv_heads)  # projected first: kv_heads/heads the work
+        if keys is not None and keys.shape[1] == q.shape[0]:
+            terms["qk"] = standardised(as_floats((x @ q.T) @ keys.T))
+    if v is not None and o is not None and v.shape[1] == width == o.shape[0]:
+        values = _expanded(x @ v.T, heads, kv_heads)
+        if values is not None and values.shape[1] == o.shape[1]:
+            terms["vo"] = standardised(as_floats(values @ (x @ o).T))
     return terms
 
 
@@ -52,12 +53,15 @@ def correlation(a: Floats, b: Floats) -> float:
     return float(np.dot(a.astype(np.float64), b.astype(np.float64)))
 
 
-def _expanded(matrix: Floats, heads: int | None, kv_heads: int | None) -> Floats | None:
-    """K or V rows repeated so each query head has its own (grouped-query attention)."""
+def _expanded(projected: Floats, heads: int | None, kv_heads: int | None) -> Floats | None:
+    """Tokens' K or V projections, each head's columns repeated for the query heads sharing it.
+
+    (Grouped-query attention; projecting first costs kv_heads/heads of expanding the matrix.)
+    """
     if not heads or not kv_heads or heads == kv_heads:
-        return matrix
-    if heads % kv_heads or matrix.shape[0] % kv_heads:
+        return projected
+    if heads % kv_heads or projected.shape[1] % kv_heads:
         return None
-    head_dim = matrix.shape[0] // kv_heads
-    groups = matrix.reshape(kv_heads, head_dim, matrix.shape[1])
-    return np.repeat(groups, heads // kv_heads, axis=0).reshape(-1, matrix.shape[1])
+    n, head_dim = projected.shape[0], projected.shape[1] // kv_heads
+    groups = projected.reshape(n, kv_heads, head_dim)
+    return np.repeat(groups, heads // kv_heads, axis=1).reshape(n, -1)

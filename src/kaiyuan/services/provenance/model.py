@@ -119,7 +119,10 @@ def open_model(
     if files.index is not None:
         _check_index(parsed, shard_map, files.index)
     config = _config(read_small(files.config, MAX_CONFIG_BYTES)) if files.config else None
-    vocabulary = _vocabulary(files.tokenizer, read_small) if files.tokenizer else None
+    tokenizer = files.tokenizer
+    vocabulary = (
+        Vocabulary.deferred(lambda: _vocabulary(tokenizer, read_small)) if tokenizer else None
+    )
     layout = build_layout(parsed, config=config, vocabulary=vocabulary)
     return OpenedModel(files, parsed, layout)
 

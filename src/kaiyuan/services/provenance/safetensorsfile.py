@@ -68,7 +68,9 @@ class SafetensorsTensor:
         raw = self.file.read_at(begin, (stop - start) * row_elements * width)
         values = np.frombuffer(raw, dtype=stored)
         if self.dtype == "BF16":  # bfloat16 is the top half of a float32
-            floats = (values.astype(np.uint32) << 16).view(np.float32)
+            widened = np.empty(values.size, np.uint32)
+            np.left_shift(values, 16, out=widened, dtype=np.uint32)  # one pass
+            floats = widened.view(np.float32)
         else:
             floats = values.astype(np.float32)
         return floats.reshape((stop - start, *self.shape[1:]))

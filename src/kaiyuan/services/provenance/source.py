@@ -9,7 +9,9 @@ asks for the rows it needs, in blocks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from kaiyuan.core.errors import InvalidInputError
 
 Floats = npt.NDArray[np.float32]
+Buffer = bytes | memoryview  # what a stream yields: read bytes, or a view of a mapped file
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -67,7 +70,7 @@ class WeightFile(Protocol):
         """Exactly `length` bytes from `offset`; InvalidInput if the file is shorter."""
         ...
 
-    def stream(self, start: int, end: int) -> Iterator[bytes]:
+    def stream(self, start: int, end: int) -> Iterator[Buffer]:
         """Bytes [start, end) in large pieces, for one sequential pass (hashing)."""
         ...
 
@@ -136,20 +139,59 @@ class LocalWeightFile:
             raise InvalidInputError(f"{self.label}: {length} bytes at {offset} run past its end")
         return data
 
-    def stream(self, start: int, end: int) -> Iterator[bytes]:
+    def stream(self, start: int, end: int) -> Iterator[Buffer]:
+        """Views of the file mapped into memory, a window at a time.
+
+        Nothing is copied out of the page cache, and no more than two windows are mapped. The
+        kernel is asked to read each window ahead while the one before it is consumed. As
+        with any mapped file (safetensors maps every file it loads), the file must not be
+        truncated while it is read; blobs in the hub's store never change once written.
+        """
+        if start < 0 or start > end:
+            raise InvalidInputError(f"{self.label}: range {start}:{end} is not a range")
         with self.path.open("rb") as handle:
-            handle.seek(start)
-            left = end - start
-            while left > 0:
-                piece = handle.read(min(READ_BLOCK, left))
-                if not piece:
-                    raise InvalidInputError(f"{self.label}: ends before byte {end}")
-                left -= len(piece)
-                yield piece
+            if os.fstat(handle.fileno()).st_size < end:
+                raise InvalidInputError(f"{self.label}: ends before byte {end}")
+            fd = handle.fileno()
+            ahead = _Window.open(fd, start, end)
+            while ahead is not None:
+                current, ahead = ahead, _Window.open(fd, ahead.end, end)  # read ahead
+                try:
+                    yield current.view()
+                finally:
+                    current.close()
 
     @property
     def label(self) -> str:
         return self.name or self.path.name
+
+
+@dataclass(slots=True)
+class _Window:
+    """File bytes [start, end) mapped read-only (the mapping starts on a granule boundary)."""
+
+    mapped: mmap.mmap
+    skip: int  # bytes of the mapping before `start`
+    end: int
+
+    @classmethod
+    def open(cls, fd: int, start: int, end: int) -> _Window | None:
+        if start >= end:
+            return None
+        stop = min(end, start + READ_BLOCK)
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        mapped = mmap.mmap(fd, stop - base, access=mmap.ACCESS_READ, offset=base)
+        if hasattr(mapped, "madvise"):  # start reading it in now, in the background
+            mapped.madvise(mmap.MADV_WILLNEED)
+        return cls(mapped, start - base, stop)
+
+    def view(self) -> memoryview:
+        return memoryview(self.mapped)[self.skip :]
+
+    def close(self) -> None:
+        """Unmap now, or when the last view goes if the caller still holds one."""
+        with contextlib.suppress(BufferError):
+            self.mapped.close()
 
 
 def _pread_all(fd: int, offset: int, length: int) -> bytes:

@@ -10,10 +10,12 @@ the text it stands for, so " the" from GPT-2, Llama and BERT vocabularies is one
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache, cached_property
+from operator import itemgetter
 
 from kaiyuan.core.errors import InvalidInputError
 
@@ -22,16 +24,81 @@ MAX_VOCABULARY = 4_000_000
 MAX_TOKEN_CHARS = 1024
 
 
-@dataclass(frozen=True, slots=True)
 class Vocabulary:
-    """Token text by id, normalised; `ids` maps each text to its first id."""
+    """A model's tokens by id and the text each stands for.
 
-    texts: tuple[str, ...]
-    scheme: str  # "bpe-bytes" | "sentencepiece" | "wordpiece" | "plain"
-    ids: dict[str, int]
+    Normalising every token costs about a second per million tokens, and a fingerprint needs
+    only a few hundred of them: `texts` and `ids` are worked out on first use, and `find`
+    answers for a few texts without them.
+    """
+
+    __slots__ = ("__dict__", "_load")
+
+    def __init__(self, tokens: Sequence[str], scheme: str) -> None:
+        self.__dict__.update(tokens=tuple(tokens), scheme=scheme)
+        self._load: Callable[[], Vocabulary] | None = None
+
+    @classmethod
+    def deferred(cls, load: Callable[[], Vocabulary]) -> Vocabulary:
+        """A vocabulary read by `load` when first used.
+
+        A tokenizer file is then parsed while the weights are being hashed; InvalidInput from
+        `load` surfaces at that first use.
+        """
+        vocabulary = cls.__new__(cls)
+        object.__setattr__(vocabulary, "_load", load)
+        return vocabulary
+
+    @cached_property
+    def tokens(self) -> tuple[str, ...]:
+        """The tokens by id, as the tokenizer spells them."""
+        return self._source.tokens
+
+    @cached_property
+    def scheme(self) -> str:
+        """How the tokens are spelt: bpe-bytes, sentencepiece, wordpiece or plain."""
+        return self._source.scheme
+
+    @cached_property
+    def _source(self) -> Vocabulary:
+        if self._load is None:  # built from tokens: `tokens` and `scheme` are set already
+            raise AttributeError("tokens")
+        return self._load()
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.tokens)
+
+    @cached_property
+    def texts(self) -> tuple[str, ...]:
+        """Each token's normalised text, by id."""
+        return normalise_all(self.tokens, self.scheme)
+
+    @cached_property
+    def ids(self) -> dict[str, int]:
+        """Each text to the first id that stands for it."""
+        return _first_ids(self.texts)
+
+    def find(self, texts: Iterable[str]) -> dict[str, int]:
+        """The first id of each of `texts` the vocabulary holds.
+
+        Before `ids` exists, each text is spelt the way this scheme writes it and the raw
+        tokens are searched for those spellings: one pass without normalising anything. A
+        token spelt some other way (an added token in plain text) is not found that way.
+        """
+        wanted = list(texts)
+        if "ids" in self.__dict__:
+            return {t: self.ids[t] for t in wanted if t in self.ids}
+        spelt: dict[str, str] = {}
+        for text in wanted:
+            for spelling in spellings(text, self.scheme):
+                spelt.setdefault(spelling, text)
+        found: dict[str, int] = {}
+        for index in [i for i, token in enumerate(self.tokens) if token in spelt]:
+            token = self.tokens[index]
+            text = spelt[token]
+            if text not in found and normalise(token, self.scheme) == text:
+                found[text] = index
+        return found
 
 
 def shared_tokens(a: Vocabulary, b: Vocabulary) -> list[tuple[int, int]]:
@@ -48,9 +115,7 @@ def from_tokens(tokens: Sequence[str], model: str = "") -> Vocabulary:
     """A vocabulary from token strings by id (GGUF `tokenizer.ggml.tokens`)."""
     if len(tokens) > MAX_VOCABULARY:
         raise InvalidInputError(f"vocabulary of {len(tokens)} tokens exceeds {MAX_VOCABULARY}")
-    scheme = _scheme(tokens, model)
-    texts = tuple(normalise(t, scheme) for t in tokens)
-    return Vocabulary(texts, scheme, _first_ids(texts))
+    return Vocabulary(tokens, _scheme(tokens, model))
 
 
 def from_vocab_txt(raw: bytes) -> Vocabulary:
@@ -98,9 +163,14 @@ def _add_special(by_id: dict[int, str], added_tokens: object) -> None:
 def _model_vocab(vocab: object) -> dict[int, str]:
     by_id: dict[int, str] = {}
     if isinstance(vocab, dict):
-        for text, token_id in vocab.items():
-            _check_id(token_id)
-            by_id.setdefault(token_id, text)
+        ids = list(vocab.values())
+        if ids and not (
+            set(map(type, ids)) == {int} and min(ids) >= 0 and max(ids) < MAX_VOCABULARY
+        ):
+            for token_id in ids:  # the first offender, named
+                _check_id(token_id)
+        # The first text of an id wins: built from the end so earlier entries overwrite.
+        by_id = dict(zip(reversed(ids), reversed(list(vocab)), strict=True))
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...] by id
         for token_id, item in enumerate(vocab):
             if not isinstance(item, list) or not item or not isinstance(item[0], str):
@@ -122,21 +192,48 @@ def _scheme(tokens: Sequence[str], model: str) -> str:
     if model in {"wordpiece", "sentencepiece"}:
         return model
     sample = tokens[:50_000]
-    if model == "llama" or sum(t.startswith("▁") for t in sample) > len(sample) // 20:
+    enough = len(sample) // 20
+    starts = Counter(map(itemgetter(slice(0, 1)), sample))  # counted without a Python loop
+    if model == "llama" or starts["▁"] > enough:
         return "sentencepiece"
-    if model in {"gpt2", "bpe"} or sum(t.startswith("Ġ") for t in sample) > len(sample) // 20:
+    if model in {"gpt2", "bpe"} or starts["Ġ"] > enough:
         return "bpe-bytes"
-    if sum(t.startswith("##") for t in sample) > len(sample) // 20:
+    if Counter(map(itemgetter(slice(0, 2)), sample))["##"] > enough:
         return "wordpiece"
     return "plain"
+
+
+def normalise_all(tokens: Sequence[str], scheme: str) -> tuple[str, ...]:
+    """`normalise` of every token; the common schemes without a call per token."""
+    if scheme == "sentencepiece":
+        spoken = [t[:MAX_TOKEN_CHARS].replace("▁", " ") for t in tokens]
+    elif scheme == "bpe-bytes":
+        spoken = [_bytes_text(t[:MAX_TOKEN_CHARS]) for t in tokens]
+    else:
+        return tuple(normalise(t, scheme) for t in tokens)
+    nfc = unicodedata.normalize
+    return tuple(t if t.isascii() else nfc("NFC", t) for t in spoken)
+
+
+def spellings(text: str, scheme: str) -> tuple[str, ...]:
+    """How a tokenizer of `scheme` writes the token for `text` (the inverse of normalise)."""
+    if scheme == "bpe-bytes":
+        symbols = _symbol_of_byte()
+        return ("".join(symbols[b] for b in text.encode("utf-8")),)
+    if scheme == "sentencepiece":
+        return (text.replace(" ", "▁"),)
+    if scheme == "wordpiece":
+        if text.startswith(" "):
+            return (text[1:],)
+        return ("##" + text, text) if text.startswith("[") else ("##" + text,)
+    return (text,)
 
 
 def normalise(token: str, scheme: str) -> str:
     """The text a token stands for, as one key across tokenizer families."""
     token = token[:MAX_TOKEN_CHARS]
     if scheme == "bpe-bytes":
-        decoded = _from_byte_symbols(token)
-        text = decoded if decoded is not None else "\x00bpe:" + token  # a partial UTF-8 byte
+        text = _bytes_text(token)
     elif scheme == "sentencepiece":
         text = token.replace("▁", " ")
     elif scheme == "wordpiece":
@@ -151,16 +248,32 @@ def normalise(token: str, scheme: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
-def _from_byte_symbols(token: str) -> str | None:
-    table = _byte_symbols()
-    try:
-        raw = bytes(table[ch] for ch in token)
-    except KeyError:
+def _bytes_text(token: str) -> str:
+    """A byte-level BPE token's text; a token of a partial UTF-8 sequence gets a marked key."""
+    table, stray = _byte_table()
+    if stray.search(token):
         return token  # an added token written in plain text
     try:
-        return raw.decode("utf-8")
+        return token.translate(table).encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return "\x00bpe:" + token
+
+
+@cache
+def _byte_table() -> tuple[dict[int, str], re.Pattern[str]]:
+    """Each stand-in character mapped to its byte (as a latin-1 character).
+
+    With it, a pattern that finds any character that is not a stand-in.
+    """
+    symbols = _byte_symbols()
+    table = {ord(symbol): chr(byte) for symbol, byte in symbols.items()}
+    allowed = "".join(re.escape(symbol) for symbol in sorted(symbols))
+    return table, re.compile(f"[^{allowed}]")
+
+
+@cache
+def _symbol_of_byte() -> dict[int, str]:
+    return {byte: symbol for symbol, byte in _byte_symbols().items()}
 
 
 @cache
