@@ -9,9 +9,12 @@ from pathlib import Path
 
 from kaiyuan.config import Settings
 from kaiyuan.core.ports import BlobStore, MetadataStore
+from kaiyuan.core.scanning import ScanStatus
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
+from kaiyuan.services.distribution.scan import ScanLimits
+from kaiyuan.services.distribution.scanning import ScanService
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.gating import GatingService
@@ -56,6 +59,7 @@ class Hub:
     lineage: LineageService
     licensing: LicensingService
     provenance: ProvenanceService
+    scanning: ScanService
 
     def close(self) -> None:
         self.metadata.close()
@@ -136,6 +140,12 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         licensing,
         ProvenanceLimits(candidates=settings.provenance_candidates),
     )
+    scanning = ScanService(
+        metadata,
+        contents,
+        refuse=frozenset(ScanStatus(v) for v in settings.scan_refused),
+        limits=ScanLimits(max_unpacked_bytes=settings.scan_max_unpacked_bytes),
+    )
     return Hub(
         settings=settings,
         metadata=metadata,
@@ -144,7 +154,13 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         repos=RepoService(metadata, blobs, cache),
         reads=ReadService(metadata, contents, cache),
         commits=CommitService(
-            metadata, blobs, contents, cache, commit_limits, reviews=[licensing, provenance]
+            metadata,
+            blobs,
+            contents,
+            cache,
+            commit_limits,
+            reviews=[licensing, provenance],
+            check=scanning,
         ),
         uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
         contents=contents,
@@ -159,6 +175,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         lineage=LineageService(metadata),
         licensing=licensing,
         provenance=provenance,
+        scanning=scanning,
     )
 
 

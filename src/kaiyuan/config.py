@@ -177,11 +177,29 @@ class Settings(BaseSettings):
         description="How many of the most similar models (by sketch) each new fingerprint is "
         "verified against, besides models sharing tensors with it and its declared bases.",
     )
+    scan_refuse: str = Field(
+        default="unsafe",
+        pattern=r"^\s*((safe|caution|unsafe|error)\s*(,\s*(caution|unsafe|error)\s*)*)?$",
+        description="Comma-separated scan verdicts that refuse a commit: `unsafe` (code that "
+        "runs on load, the default), `caution` (not shown to be safe: unknown imports or "
+        "formats), `error` (the scanner could not analyse the file). Other verdicts are "
+        "recorded and shown; empty refuses nothing.",
+    )
+    scan_max_unpacked_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="How large a compressed stream or archive member may unpack to for the "
+        "scanner; past it, the file's verdict is `error`.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
 
     @property
     def external_model_patterns(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.lineage_external_models.split(",") if p.strip())
+
+    @property
+    def scan_refused(self) -> frozenset[str]:
+        return frozenset(v.strip() for v in self.scan_refuse.split(",") if v.strip())
 
     @property
     def admin_names(self) -> frozenset[str]:

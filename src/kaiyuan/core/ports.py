@@ -38,6 +38,7 @@ from kaiyuan.core.provenance import (
     ProvenanceMatch,
     TensorDigest,
 )
+from kaiyuan.core.scanning import FileScan
 
 
 class BlobWriter(Protocol):
@@ -186,6 +187,12 @@ class MetadataSession(Protocol):
         self, repo: Repo, commit: str, matches: list[tuple[Repo, ProvenanceMatch]]
     ) -> None: ...
     def provenance_matches(self, repo: Repo, commit: str) -> list[ProvenanceMatch]: ...
+
+    # content scans: one verdict per content
+    def save_scan(self, scan: FileScan) -> None: ...
+    def scans(self, sha256s: Iterable[str]) -> dict[str, FileScan]:
+        """The stored verdicts on these contents (those without one are left out)."""
+        ...
 
     def list_repos(
         self,

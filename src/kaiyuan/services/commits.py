@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,6 +110,17 @@ class CommitReview(Protocol):
     ) -> None: ...
 
 
+class ContentCheck(Protocol):
+    """Looks at the contents a commit adds before its transaction (the scanner).
+
+    It may raise a domain error, which refuses the commit before any metadata changes.
+    """
+
+    def check(self, files: Iterable[tuple[str, str]]) -> object:
+        """`files` are (path, sha256) of the contents the commit puts."""
+        ...
+
+
 def author_signature(author: str, when: datetime) -> GitSignature:
     return GitSignature(author, f"{author}@users.noreply.kaiyuan", int(when.timestamp()))
 
@@ -124,9 +135,11 @@ class CommitService:
         limits: CommitLimits,
         clock: Clock = utc_now,
         reviews: Sequence[CommitReview] = (),
+        check: ContentCheck | None = None,
     ) -> None:
         self._store = store
         self._reviews = tuple(reviews)
+        self._check = check
         self._blobs = blobs
         self._contents = contents
         self._cache = cache
@@ -154,6 +167,8 @@ class CommitService:
             _head(session, repo, branch, request.parent_commit)  # fail early, store nothing
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
+        if self._check is not None:
+            self._check.check((request.operations[i].path, b.sha256) for i, b in blobs.items())
         for _ in range(_CAS_ATTEMPTS):
             try:
                 return self._try_commit(principal, kind, repo_id, branch, request, blobs)

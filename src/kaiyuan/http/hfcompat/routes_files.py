@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry
+from kaiyuan.core.scanning import FileScan
 from kaiyuan.http.context import caller, hub_of, parse_json, read_body
 from kaiyuan.http.hfcompat import wire
 from kaiyuan.http.hfcompat.errors import route_not_found
@@ -45,7 +46,15 @@ async def tree(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str
     headers = {}
     if offset + limit < len(entries):
         headers["Link"] = next_link(request, offset + limit)
-    return JSONResponse([wire.entry_json(e) for e in page], headers=headers)
+    security = await _verdicts(request, page) if expand else None
+    return JSONResponse([wire.entry_json(e, security) for e in page], headers=headers)
+
+
+async def _verdicts(request: Request, entries: list[Any]) -> dict[str, FileScan]:
+    """The scan verdicts on the files among `entries` (expanded listings show them)."""
+    scanning = hub_of(request).scanning
+    contents = [e.sha256 for e in entries if isinstance(e, FileEntry)]
+    return await run_in_threadpool(scanning.verdicts, contents)
 
 
 async def paths_info(
@@ -54,30 +63,35 @@ async def paths_info(
     if len(args) != 1 or not args[0]:
         return route_not_found()
     principal = await caller(request)
-    paths = await _paths_from(request)
+    paths, expand = await _paths_from(request)
     reads = hub_of(request).reads
 
     def run() -> list[Any]:
         at = reads.resolve(principal, kind, repo_id, args[0])
         return reads.paths_info(at, paths)
 
-    return JSONResponse([wire.entry_json(e) for e in await run_in_threadpool(run)])
+    entries = await run_in_threadpool(run)
+    security = await _verdicts(request, entries) if expand else None
+    return JSONResponse([wire.entry_json(e, security) for e in entries])
 
 
-async def _paths_from(request: Request) -> list[str]:
-    """`paths` from a form body (what the client sends) or a JSON body."""
+async def _paths_from(request: Request) -> tuple[list[str], bool]:
+    """`paths` and `expand` from a form body (what the client sends) or a JSON body."""
     body = await read_body(request, MAX_FORM_BYTES)
     if "json" in request.headers.get("content-type", ""):
         data = parse_json(body, hub_of(request).settings.max_json_depth)
         paths = data.get("paths") if isinstance(data, dict) else None
+        expand = data.get("expand") if isinstance(data, dict) else None
     else:
         try:
-            paths = parse_qs(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS).get("paths", [])
+            form = parse_qs(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS)
         except (UnicodeDecodeError, ValueError):
             raise InvalidInputError("form body is not valid UTF-8 form data") from None
+        paths = form.get("paths", [])
+        expand = (form.get("expand") or [""])[-1]
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise InvalidInputError("'paths' must be a list of strings")
-    return paths
+    return paths, expand is True or str(expand).lower() in {"1", "true"}
 
 
 async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[str]) -> Response:

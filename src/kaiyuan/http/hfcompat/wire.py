@@ -8,6 +8,7 @@ from typing import Any
 from kaiyuan.core.digests import lfs_pointer
 from kaiyuan.core.ids import RepoKind
 from kaiyuan.core.models import Commit, Entry, FileEntry, Ref, RefKind, Repo
+from kaiyuan.core.scanning import FileScan, ImportSafety, ScanStatus
 
 
 def iso(value: datetime) -> str:
@@ -18,8 +19,8 @@ def pointer_size(entry: FileEntry) -> int:
     return len(lfs_pointer(entry.sha256, entry.size))
 
 
-def entry_json(entry: Entry) -> dict[str, Any]:
-    """A tree / paths-info item."""
+def entry_json(entry: Entry, security: dict[str, FileScan] | None = None) -> dict[str, Any]:
+    """A tree / paths-info item; with `security` (expanded listings), its scan verdict."""
     if not isinstance(entry, FileEntry):
         return {"type": "directory", "oid": entry.oid, "size": 0, "path": entry.path}
     item: dict[str, Any] = {
@@ -32,7 +33,34 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         item["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size(entry)}
     if entry.xet_hash:
         item["xetHash"] = entry.xet_hash
+    if security is not None:
+        item["securityFileStatus"] = security_json(security.get(entry.sha256))
     return item
+
+
+_LEVELS = (ImportSafety.INNOCUOUS, ImportSafety.SUSPICIOUS, ImportSafety.DANGEROUS)
+
+
+def security_json(scan: FileScan | None) -> dict[str, Any]:
+    """`securityFileStatus` as the Hub writes it (huggingface_hub reads all three keys)."""
+    if scan is None:
+        return {"status": ScanStatus.UNSCANNED.value, "avScan": None, "pickleImportScan": None}
+    pickle_scan = None
+    if scan.imports:
+        worst = max(_LEVELS.index(i.safety) for i in scan.imports)
+        pickle_scan = {
+            "highestSafetyLevel": _LEVELS[worst].value,
+            "imports": [
+                {"module": i.module, "name": i.name, "safety": i.safety.value} for i in scan.imports
+            ],
+        }
+    return {
+        "status": scan.status.value,
+        "avScan": None,  # no antivirus engine; the content scan is what `status` reports
+        "pickleImportScan": pickle_scan,
+        "format": scan.format,
+        "findings": list(scan.findings),
+    }
 
 
 def sibling_json(entry: FileEntry, *, with_blobs: bool) -> dict[str, Any]:

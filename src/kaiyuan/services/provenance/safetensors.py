@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from kaiyuan.core.errors import InvalidInputError
 
@@ -77,7 +77,7 @@ class SafetensorsHeader:
 
 
 def read_header(
-    source: BinaryIO, file_size: int, max_header_bytes: int = MAX_HEADER_BYTES
+    source: IO[bytes], file_size: int, max_header_bytes: int = MAX_HEADER_BYTES
 ) -> SafetensorsHeader:
     """The header of the safetensors file `source` (positioned at its start) of `file_size`.
 
@@ -126,7 +126,7 @@ def parse_header(raw: bytes, data_size: int) -> SafetensorsHeader:
     return SafetensorsHeader(tuple(tensors), metadata, LENGTH_BYTES + len(raw))
 
 
-def _read_exactly(source: BinaryIO, size: int) -> bytes:
+def _read_exactly(source: IO[bytes], size: int) -> bytes:
     """`size` bytes, or fewer only at the end of the stream (raw streams may return less)."""
     pieces: list[bytes] = []
     wanted = size

@@ -43,6 +43,7 @@ from kaiyuan.storage.sql.dialects import (
 from kaiyuan.storage.sql.gating_rows import GatingRows
 from kaiyuan.storage.sql.lineage_rows import LineageRows
 from kaiyuan.storage.sql.provenance_rows import ProvenanceRows
+from kaiyuan.storage.sql.scan_rows import ScanRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 log = logging.getLogger("kaiyuan.storage")
@@ -125,7 +126,14 @@ class SqlMetadataStore:
 
 
 class SqlSession(
-    XetRows, UsageRows, CollectionRows, ConsistencyRows, GatingRows, LineageRows, ProvenanceRows
+    XetRows,
+    UsageRows,
+    CollectionRows,
+    ConsistencyRows,
+    GatingRows,
+    LineageRows,
+    ProvenanceRows,
+    ScanRows,
 ):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection

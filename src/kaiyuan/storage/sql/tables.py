@@ -304,3 +304,18 @@ provenance_matches = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_provenance_matches_fingerprint", "fingerprint_pk"),
 )
+
+# The content scanner's verdict on each stored content (by sha256): a verdict belongs to the
+# bytes, wherever they are committed. `scanner` names the rules that reached it; a verdict by an
+# older scanner is scanned again when the content is next committed.
+file_scans = Table(
+    "file_scans",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("scanner", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("findings", Text, nullable=False),  # JSON list of strings
+    Column("imports", Text, nullable=False),  # JSON list of [module, name, safety, member]
+    Column("scanned_at", DateTime(timezone=True), nullable=False),
+)

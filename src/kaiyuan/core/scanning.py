@@ -1,0 +1,68 @@
+"""What the hub found in a file's bytes: the verdict of a content scan.
+
+A verdict belongs to content (a sha256), not to a path: the same bytes get the same verdict
+wherever they are committed. It is reached by reading the content, never by trusting a name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class ScanStatus(enum.Enum):
+    """The verdict, as the Hugging Face Hub names it in `securityFileStatus.status`.
+
+    Only `safe` says the file can be loaded without running code it carries. A file the scanner
+    could not analyse is `error`, never `safe`.
+    """
+
+    SAFE = "safe"  # a format that runs no code on load, validated
+    CAUTION = "caution"  # not known to be harmful, not shown to be safe
+    UNSAFE = "unsafe"  # code that runs on load (a dangerous import in a pickle)
+    ERROR = "error"  # the scanner could not analyse it (corrupt, past a limit)
+    UNSCANNED = "unscanned"  # no verdict yet
+
+    @property
+    def rank(self) -> int:
+        """How bad: a container takes the worst verdict of what it holds."""
+        return _RANK[self]
+
+
+_RANK = {
+    ScanStatus.SAFE: 0,
+    ScanStatus.UNSCANNED: 1,
+    ScanStatus.CAUTION: 2,
+    ScanStatus.ERROR: 3,
+    ScanStatus.UNSAFE: 4,
+}
+
+
+class ImportSafety(enum.Enum):
+    """How a pickle's import is judged (the Hub's `pickleImportScan` levels)."""
+
+    INNOCUOUS = "innocuous"  # on the allow-list: rebuilds tensors and plain containers
+    SUSPICIOUS = "suspicious"  # anything else: not known to be harmful, not allowed
+    DANGEROUS = "dangerous"  # runs commands, code, or reaches the interpreter's internals
+
+
+@dataclass(frozen=True, slots=True)
+class PickleImport:
+    module: str
+    name: str
+    safety: ImportSafety
+    member: str = ""  # where in a container ("archive/data.pkl"); "" for the file itself
+
+
+@dataclass(frozen=True, slots=True)
+class FileScan:
+    """The verdict on one content, with what led to it."""
+
+    sha256: str
+    status: ScanStatus
+    format: str  # what the bytes are: "safetensors", "gguf", "pickle", "torch-zip", "text", …
+    findings: tuple[str, ...] = ()  # why it is not safe, in words ("os.system imported by …")
+    imports: tuple[PickleImport, ...] = ()
+    scanner: str = ""  # the scanner version that reached it
+    scanned_at: datetime | None = field(default=None, compare=False)

@@ -1,0 +1,374 @@
+"""Pickles read as opcodes, never unpickled: which imports a pickle would make.
+
+A pickle is a program for a stack machine; the only way it reaches code is an import (GLOBAL,
+STACK_GLOBAL, INST, or an extension code) that a later opcode calls. So the walk below follows
+the stack well enough to name every import, including STACK_GLOBAL's operands pushed earlier
+or fetched from the memo, and judges each against an allow-list: what rebuilds tensors and plain
+containers is innocuous; a known way to run commands or code is dangerous; anything else is
+suspicious. Blocklists alone are bypassed over and over (see docs/distribution.md); the
+allow-list is what makes a verdict of `safe` mean something.
+
+Large arguments (tensor bytes inside a raw pickle) are skipped, not read into memory; an import
+whose operands cannot be resolved to constant strings is suspicious, never innocuous.
+"""
+
+from __future__ import annotations
+
+import pickletools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from kaiyuan.core.errors import InvalidInputError
+from kaiyuan.core.scanning import ImportSafety
+
+MAX_PICKLES = 16  # pickles read back to back (torch's legacy format writes five)
+MAX_KEPT_STRING = 4096  # longer strings cannot name an import; they are skipped
+MAX_STACK = 1_000_000
+MAX_MEMO = 1_000_000
+_PROTO = 0x80
+
+_INNOCUOUS: dict[str, frozenset[str]] = {
+    "collections": frozenset({"OrderedDict"}),
+    "builtins": frozenset(
+        {"set", "frozenset", "dict", "list", "tuple", "int", "float", "complex", "bool"}
+        | {"bytes", "bytearray", "str", "slice", "range"}
+    ),
+    "_codecs": frozenset({"encode"}),  # numpy's bytes under protocol 2
+    "torch._utils": frozenset(
+        {
+            "_rebuild_tensor",
+            "_rebuild_tensor_v2",
+            "_rebuild_tensor_v3",
+            "_rebuild_parameter",
+            "_rebuild_parameter_with_state",
+            "_rebuild_qtensor",
+            "_rebuild_sparse_tensor",
+            "_rebuild_device_tensor_from_numpy",
+            "_rebuild_meta_tensor_no_storage",
+            "_rebuild_wrapper_subclass",
+            "_rebuild_nested_tensor",
+        }
+    ),
+    "torch._tensor": frozenset({"_rebuild_from_type_v2"}),
+    "torch.nn.parameter": frozenset({"Parameter"}),
+    "torch.serialization": frozenset({"_get_layout"}),
+    "torch.storage": frozenset({"UntypedStorage", "TypedStorage"}),
+    "torch": frozenset(
+        {f"{kind}Storage" for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int")}
+        | {f"{kind}Storage" for kind in ("Short", "Char", "Byte", "Bool", "ComplexFloat")}
+        | {f"{kind}Storage" for kind in ("ComplexDouble", "QUInt8", "QInt8", "QInt32")}
+        | {"QUInt4x2Storage", "QUInt2x4Storage", "UntypedStorage", "Size", "device"}
+        | {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8"}
+        | {"uint8", "bool", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2"}
+        | {"strided", "sparse_coo", "contiguous_format", "channels_last", "preserve_format"}
+    ),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy": frozenset({"ndarray", "dtype"}),
+}
+
+# Modules whose import in a pickle is a way to run commands or code, or to reach any other
+# function (the known bypasses of blocklist scanners included). A module not listed here is
+# still not allowed: it is suspicious.
+_DANGEROUS_MODULES = frozenset(
+    {
+        "os", "posix", "nt", "subprocess", "sys", "socket", "shutil", "runpy", "importlib",
+        "marshal", "types", "code", "codeop", "pty", "pickle", "_pickle", "cPickle", "dill",
+        "ctypes", "timeit", "pdb", "bdb", "webbrowser", "multiprocessing", "asyncio", "pip",
+        "venv", "ensurepip", "idlelib", "_io", "io", "operator", "functools", "pkgutil",
+        "inspect", "trace", "profile", "cProfile", "http", "urllib", "urllib3", "requests",
+        "ftplib", "smtplib", "telnetlib", "xmlrpc", "zipimport", "compileall", "py_compile",
+        "sysconfig", "site", "distutils", "setuptools", "signal", "threading", "_thread",
+        "mailcap", "commands", "popen2", "platform", "tempfile", "glob", "copyreg", "gc",
+        "__builtin__", "_posixsubprocess", "numpy.f2py", "numpy.testing", "torch.hub",
+        "torch.utils.collect_env", "torch.jit", "torch._dynamo", "torch._inductor",
+        "torch.ops", "torch.storage._load_from_bytes", "mlflow", "pandas.io", "joblib",
+    }
+)  # fmt: skip
+_DANGEROUS_BUILTINS = frozenset(
+    {
+        "eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr",
+        "globals", "locals", "vars", "input", "breakpoint", "help", "exit", "quit",
+        "memoryview", "object", "type", "super", "classmethod", "staticmethod", "property",
+    }
+)  # fmt: skip
+
+
+def import_safety(module: str, name: str) -> ImportSafety:
+    """How an import of `module.name` by a pickle is judged."""
+    if name in _INNOCUOUS.get(module, ()):
+        return ImportSafety.INNOCUOUS
+    if module == "numpy.dtypes" and name.endswith("DType") and name.isidentifier():
+        return ImportSafety.INNOCUOUS
+    if module in {"builtins", "__builtin__"}:
+        return ImportSafety.DANGEROUS if name in _DANGEROUS_BUILTINS else ImportSafety.SUSPICIOUS
+    parts = module.split(".")
+    for end in range(1, len(parts) + 1):
+        if ".".join(parts[:end]) in _DANGEROUS_MODULES:
+            return ImportSafety.DANGEROUS
+    if name.startswith("__") or "." in name:  # attribute chains reach anything
+        return ImportSafety.DANGEROUS
+    return ImportSafety.SUSPICIOUS
+
+
+@dataclass(frozen=True, slots=True)
+class PickleReport:
+    imports: tuple[tuple[str, str], ...]  # (module, name), in order of appearance
+    unresolved: int  # imports whose operands were not constant strings, and extension codes
+    pickles: int  # how many pickles were read back to back
+    protocol: int
+
+
+class _Unknown:
+    """A stack value the walk does not track (anything but a constant string)."""
+
+
+_UNKNOWN = _Unknown()
+_MARK = object()
+_Value = object  # a constant string, _UNKNOWN or _MARK
+
+_OPS = {op.code.encode("latin-1")[0]: op for op in pickletools.opcodes}
+_LENGTH_PREFIXED = {  # argument kind -> bytes of its length prefix
+    "string4": 4,
+    "bytes4": 4,
+    "bytes8": 8,
+    "bytearray8": 8,
+    "unicodestring4": 4,
+    "unicodestring8": 8,
+    "long4": 4,
+}
+_TEXT_ARGS = {"string1", "string4", "unicodestring1", "unicodestring4", "unicodestring8"}
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"}
+_STRING_PUSHES = {
+    "SHORT_BINUNICODE",
+    "BINUNICODE",
+    "BINUNICODE8",
+    "UNICODE",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+}
+
+
+def analyse(stream: IO[bytes], size: int) -> PickleReport:
+    """The imports of the pickle(s) at the start of `stream` (`size` bytes in all).
+
+    InvalidInput when the bytes are not a well-formed pickle: an unknown opcode, a stack that
+    underflows, a memo key never stored, a length past the end.
+    """
+    walker = _Walker(stream, size)
+    walker.run_one()
+    while walker.pickles < MAX_PICKLES and walker.peek() == _PROTO:
+        walker.run_one()
+    return PickleReport(tuple(walker.imports), walker.unresolved, walker.pickles, walker.protocol)
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Whether the bytes could start a pickle at all: a cheap test before a walk."""
+    return bool(head) and head[0] in _OPS
+
+
+class _Walker:
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self._left = size
+        self._pending = b""
+        self.imports: list[tuple[str, str]] = []
+        self.unresolved = 0
+        self.pickles = 0
+        self.protocol = 0
+
+    def peek(self) -> int | None:
+        if not self._pending:
+            self._pending = self._read(1) if self._left else b""
+        return self._pending[0] if self._pending else None
+
+    def run_one(self) -> None:
+        stack: list[_Value] = []
+        memo: dict[int, _Value] = {}
+        for op, arg in self._ops():
+            name = op.name
+            if name == "STOP":
+                self.pickles += 1
+                return
+            if name == "PROTO":
+                self.protocol = max(self.protocol, arg if isinstance(arg, int) else 0)
+                continue
+            self._step(name, op, arg, stack, memo)
+        raise InvalidInputError("the pickle ends without a STOP opcode")
+
+    def _step(
+        self,
+        name: str,
+        op: pickletools.OpcodeInfo,
+        arg: object,
+        stack: list[_Value],
+        memo: dict[int, _Value],
+    ) -> None:
+        if name in _STRING_PUSHES:
+            stack.append(arg if isinstance(arg, str) else _UNKNOWN)
+        elif name in {"GLOBAL", "INST"}:
+            module, _, attribute = str(arg).partition(" ")
+            self.imports.append((module, attribute))
+            if name == "INST":
+                _pop_to_mark(stack)
+            stack.append(_UNKNOWN)
+        elif name == "STACK_GLOBAL":
+            self._stack_global(stack)
+        elif name in {"EXT1", "EXT2", "EXT4"}:  # copyreg's registry: an import we cannot name
+            self.unresolved += 1
+            stack.append(_UNKNOWN)
+        elif name in _MEMO_OPS:
+            _memo(name, arg, stack, memo)
+        else:
+            _generic(op, stack)
+        if len(stack) > MAX_STACK:
+            raise InvalidInputError("the pickle's stack grows past the scanner's limit")
+
+    def _stack_global(self, stack: list[_Value]) -> None:
+        attribute, module = _pop(stack), _pop(stack)
+        if isinstance(module, str) and isinstance(attribute, str):
+            self.imports.append((module, attribute))
+        else:
+            self.unresolved += 1
+        stack.append(_UNKNOWN)
+
+    def _ops(self) -> Iterator[tuple[pickletools.OpcodeInfo, object]]:
+        while True:
+            code = self._read(1)
+            op = _OPS.get(code[0])
+            if op is None:
+                raise InvalidInputError(f"byte {code[0]:#04x} is not a pickle opcode")
+            yield op, self._argument(op)
+
+    def _argument(self, op: pickletools.OpcodeInfo) -> object:
+        kind = op.arg
+        if kind is None:
+            return None
+        prefix = _LENGTH_PREFIXED.get(kind.name)
+        if prefix is not None:
+            signed = kind.name in {"long4", "string4"}
+            length = int.from_bytes(self._read(prefix), "little", signed=signed)
+            if length < 0:
+                raise InvalidInputError(f"{op.name} has a negative length")
+            if kind.name in _TEXT_ARGS and length <= MAX_KEPT_STRING:
+                return _text(self._read(length))
+            self._skip(length)  # tensor bytes, a huge integer: not needed to judge imports
+            return None
+        if kind.name in {"string1", "bytes1", "unicodestring1", "long1"}:
+            raw = self._read(self._read(1)[0])
+            return _text(raw) if kind.name in {"string1", "unicodestring1"} else None
+        if kind.n > 0:  # fixed size
+            raw = self._read(kind.n)
+            return None if kind.name == "float8" else _integer(raw, signed=kind.name == "int4")
+        return self._text_argument(op, kind.name)
+
+    def _text_argument(self, op: pickletools.OpcodeInfo, kind: str) -> object:
+        """The text protocols' arguments: newline-terminated."""
+        line = self._line()
+        if kind == "stringnl_noescape_pair":
+            return line + " " + self._line()
+        if kind == "stringnl":
+            return _unquote(line)
+        if kind == "decimalnl_short" and op.name in {"PUT", "GET"}:
+            if not line.isdigit():
+                raise InvalidInputError(f"{op.name} takes a decimal memo key, not {line[:20]!r}")
+            return int(line)
+        return line
+
+    def _line(self) -> str:
+        collected = bytearray()
+        while True:
+            byte = self._read(1)
+            if byte == b"\n":
+                return collected.decode("latin-1")
+            collected += byte
+            if len(collected) > MAX_KEPT_STRING:
+                raise InvalidInputError("a text argument of the pickle runs past the limit")
+
+    def _read(self, length: int) -> bytes:
+        if length > self._left + len(self._pending):
+            raise InvalidInputError("the pickle runs past the end of the file")
+        taken = self._pending[:length]
+        self._pending = self._pending[length:]
+        rest = length - len(taken)
+        if rest:
+            more = self._stream.read(rest)
+            if len(more) != rest:
+                raise InvalidInputError("the pickle runs past the end of the file")
+            self._left -= rest
+            taken += more
+        return taken
+
+    def _skip(self, length: int) -> None:
+        while length > 0:
+            piece = self._read(min(length, 1 << 20))
+            length -= len(piece)
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _integer(raw: bytes, *, signed: bool) -> int:
+    return int.from_bytes(raw, "little", signed=signed)
+
+
+def _memo(name: str, arg: object, stack: list[_Value], memo: dict[int, _Value]) -> None:
+    if name == "MEMOIZE":
+        _remember(memo, len(memo), _top(stack))
+        return
+    key = arg if isinstance(arg, int) else -1
+    if name in {"PUT", "BINPUT", "LONG_BINPUT"}:
+        _remember(memo, key, _top(stack))
+    elif key not in memo:
+        raise InvalidInputError(f"the pickle fetches memo entry {key}, never stored")
+    else:
+        stack.append(memo[key])
+
+
+def _unquote(line: str) -> str | _Unknown:
+    if len(line) >= 2 and line[0] == line[-1] and line[0] in "'\"":  # noqa: PLR2004
+        return line[1:-1]
+    return _UNKNOWN
+
+
+def _pop(stack: list[_Value]) -> _Value:
+    if not stack:
+        raise InvalidInputError("the pickle pops from an empty stack")
+    return stack.pop()
+
+
+def _top(stack: list[_Value]) -> _Value:
+    if not stack:
+        raise InvalidInputError("the pickle memoizes from an empty stack")
+    return stack[-1]
+
+
+def _remember(memo: dict[int, _Value], key: int, value: _Value) -> None:
+    if len(memo) >= MAX_MEMO:
+        raise InvalidInputError("the pickle's memo grows past the scanner's limit")
+    memo[key] = value
+
+
+def _pop_to_mark(stack: list[_Value]) -> None:
+    while True:
+        if _pop(stack) is _MARK:
+            return
+
+
+def _generic(op: pickletools.OpcodeInfo, stack: list[_Value]) -> None:
+    """Any other opcode: pop what it takes, push what it leaves (values untracked)."""
+    before = op.stack_before
+    if pickletools.markobject in before:
+        _pop_to_mark(stack)
+        for _ in range(before.index(pickletools.markobject)):
+            _pop(stack)
+    else:
+        for _ in before:
+            _pop(stack)
+    stack.extend(_MARK if item is pickletools.markobject else _UNKNOWN for item in op.stack_after)

@@ -1,0 +1,128 @@
+"""Scanning what is committed: every new content gets a verdict before the commit lands.
+
+The hub's policy decides what a verdict does: by default an `unsafe` file (code that runs on
+load) refuses the commit and everything else is recorded and shown; a stricter hub refuses
+anything that is not `safe`. Verdicts are kept per content, so a file committed again (another
+branch, another repository) is not scanned again.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+
+from kaiyuan.core.errors import PolicyViolationError
+from kaiyuan.core.ports import MetadataStore
+from kaiyuan.core.scanning import FileScan, ScanStatus
+from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.contents import ContentStore
+from kaiyuan.services.distribution.scan import SCANNER, ScanLimits, scan
+
+_READ_BUFFER = 1024 * 1024
+
+
+class ScanService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        contents: ContentStore,
+        *,
+        refuse: frozenset[ScanStatus] = frozenset({ScanStatus.UNSAFE}),
+        limits: ScanLimits | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._contents = contents
+        self._refuse = refuse
+        self._limits = limits or ScanLimits()
+        self._clock = clock
+
+    def check(self, files: Iterable[tuple[str, str]]) -> dict[str, FileScan]:
+        """Scan the (path, sha256) contents without a current verdict; refuse per policy.
+
+        Runs before the commit's transaction (a scan reads the whole file for some formats);
+        PolicyViolation names every refused file and why.
+        """
+        wanted = dict(files)
+        verdicts = self.verdicts(wanted.values())
+        for sha256 in {s for s in wanted.values() if s not in verdicts}:
+            found = self.scan_content(sha256)
+            with self._store.session(write=True) as session:
+                session.save_scan(found)
+            verdicts[sha256] = found
+        refused = [
+            f"{path} is {verdicts[sha].status.value}: {'; '.join(verdicts[sha].findings[:3])}"
+            for path, sha in sorted(wanted.items())
+            if verdicts[sha].status in self._refuse
+        ]
+        if refused:
+            raise PolicyViolationError(
+                "the hub refuses files its scanner judged "
+                f"{'/'.join(sorted(s.value for s in self._refuse))}: " + " | ".join(refused)
+            )
+        return verdicts
+
+    def verdicts(self, sha256s: Iterable[str]) -> dict[str, FileScan]:
+        """Current verdicts (by this scanner version) on these contents."""
+        with self._store.session() as session:
+            stored = session.scans(sha256s)
+        return {sha: found for sha, found in stored.items() if found.scanner == SCANNER}
+
+    def scan_content(self, sha256: str) -> FileScan:
+        """Scan one stored content now (not stored)."""
+        size = self._contents.stat(sha256).size
+        local = self._contents.local_segments(self._contents.segments(sha256))
+        if local is not None and len(local) == 1 and local[0][1] == 0 and local[0][2] == size:
+            with local[0][0].open("rb") as handle:
+                found = scan(handle, size, sha256, self._limits)
+        else:
+            reader = io.BufferedReader(_RangedReader(self._contents, sha256, size), _READ_BUFFER)
+            found = scan(reader, size, sha256, self._limits)
+        return FileScan(
+            found.sha256,
+            found.status,
+            found.format,
+            found.findings,
+            found.imports,
+            found.scanner,
+            self._clock(),
+        )
+
+
+class _RangedReader(io.RawIOBase):
+    """A stored content as a seekable file, read by ranges (object store, Xet chunks)."""
+
+    def __init__(self, contents: ContentStore, sha256: str, size: int) -> None:
+        self._contents = contents
+        self._sha256 = sha256
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        end = min(self._size, self._position + len(buffer))
+        if end <= self._position:
+            return 0
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        for piece in self._pieces(self._position, end):
+            view[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        self._position += filled
+        return filled
+
+    def _pieces(self, start: int, end: int) -> Iterator[bytes]:
+        return self._contents.open(self._sha256, start, end)

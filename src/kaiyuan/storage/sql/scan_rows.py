@@ -1,0 +1,64 @@
+"""SQL rows for content scans: one verdict per content."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, delete, insert, select
+
+from kaiyuan.core.scanning import FileScan, ImportSafety, PickleImport, ScanStatus
+from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.dialects import as_utc
+
+_BATCH = 500  # sha256s per IN (...) query
+
+
+class ScanRows:
+    """Mixed into the SQL session; `_c` comes from it."""
+
+    _c: Connection
+
+    def save_scan(self, scan: FileScan) -> None:
+        """Store the verdict on a content, replacing an older one."""
+        if scan.scanned_at is None:
+            raise ValueError("a stored scan needs its time")
+        table = t.file_scans
+        self._c.execute(delete(table).where(table.c.sha256 == scan.sha256))
+        self._c.execute(
+            insert(table).values(
+                sha256=scan.sha256,
+                scanner=scan.scanner,
+                status=scan.status.value,
+                format=scan.format,
+                findings=json.dumps(list(scan.findings)),
+                imports=json.dumps(
+                    [[i.module, i.name, i.safety.value, i.member] for i in scan.imports]
+                ),
+                scanned_at=scan.scanned_at,
+            )
+        )
+
+    def scans(self, sha256s: Iterable[str]) -> dict[str, FileScan]:
+        """The stored verdicts on these contents (those without one are left out)."""
+        wanted = sorted(set(sha256s))
+        table = t.file_scans
+        found: dict[str, FileScan] = {}
+        for start in range(0, len(wanted), _BATCH):
+            rows = self._c.execute(
+                select(table).where(table.c.sha256.in_(wanted[start : start + _BATCH]))
+            )
+            for row in rows:
+                found[row.sha256] = FileScan(
+                    row.sha256,
+                    ScanStatus(row.status),
+                    row.format,
+                    tuple(json.loads(row.findings)),
+                    tuple(
+                        PickleImport(m, n, ImportSafety(s), member)
+                        for m, n, s, member in json.loads(row.imports)
+                    ),
+                    row.scanner,
+                    as_utc(row.scanned_at),
+                )
+        return found
