@@ -151,7 +151,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         metadata=metadata,
         blobs=blobs,
         accounts=accounts,
-        repos=RepoService(metadata, blobs, cache),
+        repos=RepoService(metadata, blobs, cache, check=scanning),
         reads=ReadService(metadata, contents, cache),
         commits=CommitService(
             metadata,

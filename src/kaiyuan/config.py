@@ -179,7 +179,7 @@ class Settings(BaseSettings):
     )
     scan_refuse: str = Field(
         default="unsafe",
-        pattern=r"^\s*((safe|caution|unsafe|error)\s*(,\s*(caution|unsafe|error)\s*)*)?$",
+        pattern=r"^\s*((caution|unsafe|error)\s*(,\s*(caution|unsafe|error)\s*)*)?$",
         description="Comma-separated scan verdicts that refuse a commit: `unsafe` (code that "
         "runs on load, the default), `caution` (not shown to be safe: unknown imports or "
         "formats), `error` (the scanner could not analyse the file). Other verdicts are "

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -22,6 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.hf_api import RepoFile
 from safetensors.numpy import save as save_safetensors
 
+from tests.support.hostile import auth
 from tests.support.hubs import ServerInfo, start_server
 
 pytestmark = pytest.mark.slow
@@ -112,6 +114,14 @@ def test_expanded_listings_carry_each_files_verdict(hub: ServerInfo) -> None:
     }
     plain_listing = api.list_repo_tree(repo_id)  # not expanded: no verdicts, as on the Hub
     assert all(getattr(f, "security", None) is None for f in plain_listing)
+    native = httpx.get(f"{hub.url}/api/scans/models/{repo_id}", headers=auth(hub.alice))
+    assert native.status_code == 200, native.text
+    by_path = {f["path"]: f for f in native.json()["files"]}
+    assert by_path["blob.bin"]["status"] == "caution"
+    assert by_path["optimizer.pt"]["format"] == "pickle"
+    assert by_path[".gitattributes"]["status"] == "safe"
+    page = httpx.get(f"{hub.url}/{repo_id}/tree/main", headers=auth(hub.alice))
+    assert 'class="badge scan-caution"' in page.text and 'class="badge scan-safe"' in page.text
 
 
 def test_a_hub_that_only_flags_records_and_shows_the_unsafe_file(
@@ -129,4 +139,8 @@ def test_a_hub_that_only_flags_records_and_shows_the_unsafe_file(
     scan = entry.security["pickle_import_scan"]
     assert scan["highestSafetyLevel"] == "dangerous"
     assert {"module": "posix", "name": "system", "safety": "dangerous"} in scan["imports"]
+    blob_page = httpx.get(
+        f"{lenient.url}/{repo_id}/blob/main/model.bin", headers=auth(lenient.alice)
+    )
+    assert "posix.system" in blob_page.text and "dangerous" in blob_page.text
     assert not (tmp_path / "pwned").exists()

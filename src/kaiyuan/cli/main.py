@@ -248,6 +248,15 @@ def admin_gc(
     )
 
 
+@admin.command("scan")
+def admin_scan(data_dir: DataDir = None) -> None:
+    """Scan every stored file that has no verdict yet (or one by an older scanner)."""
+    with _admin(data_dir) as hub:
+        counts = hub.scanning.backfill()
+    shown = ", ".join(f"{counts[s]} {s.value}" for s in sorted(counts, key=lambda s: s.rank))
+    sys.stdout.write(f"verdicts: {shown or 'no files'}\n")
+
+
 @admin.command("fsck")
 def admin_fsck(
     repair: Annotated[

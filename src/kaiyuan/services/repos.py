@@ -15,7 +15,7 @@ from kaiyuan.core.models import Commit, FileEntry, Principal, Ref, RefKind, Repo
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.services import access, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
-from kaiyuan.services.commits import author_signature
+from kaiyuan.services.commits import ContentCheck, author_signature
 
 MAX_LIST_LIMIT = 1000
 MAX_QUERY_LENGTH = 200
@@ -71,11 +71,13 @@ class RepoService:
         blobs: BlobStore,
         cache: trees.TreeCache,
         clock: Clock = utc_now,
+        check: ContentCheck | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
         self._cache = cache
         self._clock = clock
+        self._check = check
 
     def create(self, principal: Principal, kind: RepoKind, repo_id: RepoId, private: bool) -> Repo:
         """Create a repository with an initial commit on `main` holding `.gitattributes`."""
@@ -83,6 +85,8 @@ class RepoService:
         writer = self._blobs.writer()
         writer.write(DEFAULT_GITATTRIBUTES)
         blob = writer.commit()
+        if self._check is not None:  # the hub's own file gets its verdict like any other
+            self._check.check([(".gitattributes", blob.sha256)])
         now = self._clock()
         entry = FileEntry(
             ".gitattributes",

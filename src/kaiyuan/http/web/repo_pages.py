@@ -170,6 +170,7 @@ def _tree(
         crumbs=_crumbs(folder),
         folders=[e for e in entries if isinstance(e, FolderEntry)],
         files=[e for e in entries if isinstance(e, FileEntry)],
+        scans=hub.scanning.verdicts(e.sha256 for e in entries if isinstance(e, FileEntry)),
     )
     return "repo_tree.html", values
 
@@ -203,6 +204,7 @@ def _blob(
         text=text,
         truncated=entry.size > PREVIEW_BYTES,
         gate=gate,
+        scan=hub.scanning.verdicts([entry.sha256]).get(entry.sha256),
     )
     return "repo_blob.html", values
 

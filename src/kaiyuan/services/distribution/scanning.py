@@ -9,6 +9,7 @@ branch, another repository) is not scanned again.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from kaiyuan.core.errors import PolicyViolationError
@@ -61,6 +62,24 @@ class ScanService:
                 f"{'/'.join(sorted(s.value for s in self._refuse))}: " + " | ".join(refused)
             )
         return verdicts
+
+    def backfill(self) -> Counter[ScanStatus]:
+        """Scan every content a repository holds that has no verdict by this scanner.
+
+        For contents committed before the scanner existed or before its rules changed; what
+        the verdicts were, counted. A verdict found this way refuses nothing: the commit
+        already landed.
+        """
+        with self._store.session() as session:
+            held = session.repo_object_digests(None)
+        done = self.verdicts(held)
+        counts: Counter[ScanStatus] = Counter(v.status for v in done.values())
+        for sha256 in sorted(held - set(done)):
+            found = self.scan_content(sha256)
+            with self._store.session(write=True) as session:
+                session.save_scan(found)
+            counts[found.status] += 1
+        return counts
 
     def verdicts(self, sha256s: Iterable[str]) -> dict[str, FileScan]:
         """Current verdicts (by this scanner version) on these contents."""
