@@ -15,6 +15,8 @@ from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.distribution.scan import ScanLimits
 from kaiyuan.services.distribution.scanning import ScanService
+from kaiyuan.services.distribution.signatures import SigningService
+from kaiyuan.services.distribution.signing import load_or_create_key
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.gating import GatingService
@@ -60,6 +62,7 @@ class Hub:
     licensing: LicensingService
     provenance: ProvenanceService
     scanning: ScanService
+    signing: SigningService
 
     def close(self) -> None:
         self.metadata.close()
@@ -140,6 +143,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         licensing,
         ProvenanceLimits(candidates=settings.provenance_candidates),
     )
+    signing = SigningService(metadata, cache, load_or_create_key(settings.data_dir))
     scanning = ScanService(
         metadata,
         contents,
@@ -159,7 +163,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
             contents,
             cache,
             commit_limits,
-            reviews=[licensing, provenance],
+            reviews=[licensing, provenance, signing],
             check=scanning,
         ),
         uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
@@ -176,6 +180,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         licensing=licensing,
         provenance=provenance,
         scanning=scanning,
+        signing=signing,
     )
 
 

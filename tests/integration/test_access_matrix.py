@@ -186,6 +186,7 @@ ENDPOINTS = [
     Endpoint("licence report", False, "GET", "/api/licence-report/models/{repo}"),
     Endpoint("provenance", False, "GET", "/api/provenance/models/{repo}"),
     Endpoint("content scans", False, "GET", "/api/scans/models/{repo}"),
+    Endpoint("revision signature", False, "GET", "/api/signatures/models/{repo}"),
     Endpoint("tree with scan verdicts", False, "GET", "/api/models/{repo}/tree/main?expand=true"),
     # comparing reads the weights, so a gated model's are compared only for those who may download
     Endpoint(

@@ -273,4 +273,10 @@ def test_any_bytes_get_a_verdict_and_never_crash_the_scanner(data: bytes) -> Non
     result = scanned(data)
     assert result.status is not ScanStatus.UNSCANNED
     if result.status is ScanStatus.SAFE:
-        assert result.format in {"text", "safetensors", "gguf", "npy", "image", "pickle", "zip"}
+        assert result.format in {"text", "safetensors", "gguf", "npy", "image", "pickle", "zip"} | {
+            "gzip",
+            "bzip2",
+            "xz",
+            "zstd",
+            "torch-zip",
+        }

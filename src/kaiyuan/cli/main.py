@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub, migrate_database
-from kaiyuan.cli import licence, lineage, provenance
+from kaiyuan.cli import licence, lineage, provenance, verify
 from kaiyuan.cli.failures import fail as _fail
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
@@ -31,6 +31,7 @@ admin.add_typer(tokens, name="token")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(licence.app, name="licence")
 app.add_typer(provenance.app, name="provenance")
+app.command("verify")(verify.verify)
 admin.add_typer(licence.policy_app, name="licence-policy")
 
 DataDir = Annotated[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -53,11 +54,31 @@ class HubClient:
         }
         return sha, files
 
+    def signature(self, kind: str, repo_id: str, revision: str | None) -> dict[str, Any]:
+        """The hub's OMS signature of a revision (bundle, key id, the commit it signs)."""
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/signatures/{kind}s/{repo_id}", params=params)
+
+    def signing_key(self) -> dict[str, Any]:
+        return self._call("GET", "/api/signing/key")
+
+    def download(self, repo_id: str, sha: str, path: str, target: Path) -> None:
+        """A file at a commit, streamed to `target` (written under a temporary name first)."""
+        staged = target.with_name(target.name + ".part")
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        with staged.open("wb") as out:
+            for piece in self.read_range(repo_id, sha, path, 0, 0):
+                out.write(piece)
+        staged.replace(target)
+
     def read_range(
         self, repo_id: str, sha: str, path: str, start: int, end: int
     ) -> Iterator[bytes]:
-        """Bytes [start, end) of a file at a commit, streamed (an HTTP range request)."""
-        headers = {"Range": f"bytes={start}-{end - 1}"}
+        """Bytes [start, end) of a file at a commit, streamed (an HTTP range request).
+
+        `end` 0 from `start` 0 streams the whole file.
+        """
+        headers = {"Range": f"bytes={start}-{end - 1}"} if end else {}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         url = f"{self.endpoint}/{repo_id}/resolve/{sha}/{quote(path)}"

@@ -38,7 +38,7 @@ from kaiyuan.core.provenance import (
     ProvenanceMatch,
     TensorDigest,
 )
-from kaiyuan.core.scanning import FileScan
+from kaiyuan.core.scanning import FileScan, RevisionSignature
 
 
 class BlobWriter(Protocol):
@@ -187,6 +187,10 @@ class MetadataSession(Protocol):
         self, repo: Repo, commit: str, matches: list[tuple[Repo, ProvenanceMatch]]
     ) -> None: ...
     def provenance_matches(self, repo: Repo, commit: str) -> list[ProvenanceMatch]: ...
+
+    # signatures of revisions, by signer
+    def save_signature(self, repo: Repo, signature: RevisionSignature) -> bool: ...
+    def signature(self, repo: Repo, commit: str, signer: str) -> RevisionSignature | None: ...
 
     # content scans: one verdict per content
     def save_scan(self, scan: FileScan) -> None: ...

@@ -1,4 +1,4 @@
-"""What the hub found in a file's bytes: the verdict of a content scan.
+"""Trusted distribution's records: a content scan's verdict, a revision's signature.
 
 A verdict belongs to content (a sha256), not to a path: the same bytes get the same verdict
 wherever they are committed. It is reached by reading the content, never by trusting a name.
@@ -66,3 +66,14 @@ class FileScan:
     imports: tuple[PickleImport, ...] = ()
     scanner: str = ""  # the scanner version that reached it
     scanned_at: datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSignature:
+    """An OMS signature bundle over a revision's files."""
+
+    commit: str
+    signer: str  # "hub"
+    key_id: str  # SHA-256 of the signing public key's PEM (the OMS key hint)
+    bundle: bytes  # the Sigstore bundle JSON
+    created_at: datetime

@@ -16,6 +16,7 @@ from kaiyuan.http.api import licences as licence_routes
 from kaiyuan.http.api import lineage as lineage_routes
 from kaiyuan.http.api import provenance as provenance_routes
 from kaiyuan.http.api import scans as scan_routes
+from kaiyuan.http.api import signatures as signature_routes
 from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
 from kaiyuan.http.hfcompat import dispatch, routes_repos
@@ -65,6 +66,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(licence_routes.router)
     app.include_router(provenance_routes.router)
     app.include_router(scan_routes.router)
+    app.include_router(signature_routes.router)
     app.include_router(hub_pages.router)
     app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.

@@ -302,6 +302,15 @@ class _Walker:
         return taken
 
     def _skip(self, length: int) -> None:
+        if length > self._left + len(self._pending):
+            raise InvalidInputError("the pickle runs past the end of the file")
+        held = min(length, len(self._pending))
+        self._pending = self._pending[held:]
+        length -= held
+        if length and self._stream.seekable():  # tensor bytes: not even read
+            self._stream.seek(length, 1)
+            self._left -= length
+            return
         while length > 0:
             piece = self._read(min(length, 1 << 20))
             length -= len(piece)

@@ -1,4 +1,4 @@
-"""SQL rows for content scans: one verdict per content."""
+"""SQL rows for trusted distribution: scan verdicts per content, signatures per revision."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, delete, insert, select
 
-from kaiyuan.core.scanning import FileScan, ImportSafety, PickleImport, ScanStatus
+from kaiyuan.core.models import Repo
+from kaiyuan.core.scanning import (
+    FileScan,
+    ImportSafety,
+    PickleImport,
+    RevisionSignature,
+    ScanStatus,
+)
 from kaiyuan.storage.sql import tables as t
 from kaiyuan.storage.sql.dialects import as_utc
 
@@ -62,3 +69,33 @@ class ScanRows:
                     as_utc(row.scanned_at),
                 )
         return found
+
+    def save_signature(self, repo: Repo, signature: RevisionSignature) -> bool:
+        """Store a revision's bundle unless that signer's is stored already; whether it was."""
+        table = t.revision_signatures
+        if self.signature(repo, signature.commit, signature.signer) is not None:
+            return False
+        self._c.execute(
+            insert(table).values(
+                repo_pk=repo.pk,
+                commit=signature.commit,
+                signer=signature.signer,
+                key_id=signature.key_id,
+                bundle=signature.bundle.decode("utf-8"),
+                created_at=signature.created_at,
+            )
+        )
+        return True
+
+    def signature(self, repo: Repo, commit: str, signer: str) -> RevisionSignature | None:
+        table = t.revision_signatures
+        row = self._c.execute(
+            select(table).where(
+                table.c.repo_pk == repo.pk, table.c.commit == commit, table.c.signer == signer
+            )
+        ).first()
+        if row is None:
+            return None
+        return RevisionSignature(
+            row.commit, row.signer, row.key_id, row.bundle.encode("utf-8"), as_utc(row.created_at)
+        )

@@ -319,3 +319,16 @@ file_scans = Table(
     Column("imports", Text, nullable=False),  # JSON list of [module, name, safety, member]
     Column("scanned_at", DateTime(timezone=True), nullable=False),
 )
+
+# OMS signature bundles of revisions: the hub's own (`signer` "hub"), signed when the revision
+# is committed or first asked for; a revision's files never change, so neither does its bundle.
+revision_signatures = Table(
+    "revision_signatures",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("commit", String(40), primary_key=True),
+    Column("signer", String(16), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("bundle", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,10 +1,18 @@
-"""Scan verdicts on SQLite and PostgreSQL: stored per content, replaced, read back in batches."""
+"""Scan verdicts and revision signatures on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from kaiyuan.core.scanning import FileScan, ImportSafety, PickleImport, ScanStatus
+from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.scanning import (
+    FileScan,
+    ImportSafety,
+    PickleImport,
+    RevisionSignature,
+    ScanStatus,
+)
 from kaiyuan.storage.sql.store import SqlMetadataStore
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -50,3 +58,15 @@ def test_many_contents_are_read_in_batches(store: SqlMetadataStore) -> None:
     with store.session() as s:
         assert set(s.scans([*digests, "f" * 64])) == set(digests)
         assert s.scans([]) == {}
+
+
+def test_a_revision_keeps_its_first_signature(store: SqlMetadataStore) -> None:
+    with store.session(write=True) as s:
+        repo = s.add_repo(RepoKind.MODEL, RepoId("acme", "signed"), False, NOW)
+        first = RevisionSignature("c" * 40, "hub", "k" * 64, '{"a": "签"}'.encode(), NOW)
+        assert s.save_signature(repo, first)
+        assert not s.save_signature(repo, replace(first, bundle=b"{}"))  # never replaced
+    with store.session() as s:
+        assert s.signature(repo, "c" * 40, "hub") == first
+        assert s.signature(repo, "d" * 40, "hub") is None
+        assert s.signature(repo, "c" * 40, "publisher") is None
