@@ -42,7 +42,7 @@ _KEY_FILE = "signing-key.pem"
 class HubKey:
     """The hub's signing key pair; `key_id` is the OMS key hint (SHA-256 of the public PEM)."""
 
-    private_pem: bytes
+    path: pathlib.Path  # the private key's file (0600), which the signer reads
     public_pem: bytes
 
     @property
@@ -78,7 +78,7 @@ def load_or_create_key(folder: pathlib.Path) -> HubKey:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return HubKey(private_pem, public_pem)
+    return HubKey(path, public_pem)
 
 
 def signed_files(files: Mapping[str, str]) -> dict[str, str]:
@@ -102,8 +102,7 @@ def sign_revision(key: HubKey, model_name: str, files: Mapping[str, str]) -> byt
         "sha256", allow_symlinks=False, ignore_paths=[pathlib.Path(p) for p in IGNORED]
     )
     payload = oms.Payload(manifest.Manifest(model_name, items, serialization_type))
-    with _key_file(key.private_pem) as private:
-        signature = sign_ec_key.Signer(private).sign(payload)
+    signature = sign_ec_key.Signer(key.path).sign(payload)
     return signature.bundle.to_json().encode("utf-8")  # type: ignore[attr-defined, no-any-return]
 
 
