@@ -19,7 +19,7 @@ from kaiyuan.core.errors import InvalidInputError, PolicyViolationError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, Principal, Scope
 from kaiyuan.core.scanning import ScanStatus
-from kaiyuan.services.commits import CommitRequest, PutRegularFile
+from kaiyuan.services.commits import CommitRequest, PutLfsFile, PutRegularFile
 from kaiyuan.storage.blobs.memory import MemoryBlobStore
 from kaiyuan.storage.sql.store import SqlMetadataStore
 
@@ -97,3 +97,20 @@ def test_backfill_scans_what_has_no_current_verdict(tmp_path: Path) -> None:
 def test_a_refuse_list_that_names_no_verdict_is_refused(value: str) -> None:
     with pytest.raises(InvalidInputError, match="SCAN_REFUSE"):
         load_settings(scan_refuse=value)
+
+
+def test_contents_of_other_repositories_are_never_scanned_for_a_commit(tmp_path: Path) -> None:
+    hub = make_hub(tmp_path)
+    who = alice(hub)
+    hub.repos.create(who, MODEL, RID, private=False)
+    other = hub.repos.create(who, MODEL, RepoId("alice", "private"), private=True)
+    writer = hub.blobs.writer()
+    writer.write(pickle.dumps(_Shell()))
+    blob = writer.commit()
+    with hub.metadata.session(write=True) as session:  # uploaded to the other repository only
+        session.add_blob(blob, other.created_at)
+        session.add_repo_object(other.pk, blob.sha256)
+    request = CommitRequest("add", "", [PutLfsFile("w.bin", blob.sha256, blob.size)])
+    with pytest.raises(InvalidInputError, match="was not uploaded"):
+        hub.commits.commit(who, MODEL, RID, "main", request)
+    assert hub.scanning.verdicts([blob.sha256]) == {}  # nothing was read, nothing is told

@@ -168,6 +168,9 @@ class CommitService:
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
         if self._check is not None:
+            # Only contents this repository received are read: a scan's verdict must not tell
+            # anything about bytes uploaded elsewhere.
+            self._require_uploaded(principal, kind, repo_id, request.operations)
             self._check.check((request.operations[i].path, b.sha256) for i, b in blobs.items())
         for _ in range(_CAS_ATTEMPTS):
             try:
@@ -218,6 +221,17 @@ class CommitService:
                 raise _BranchMovedError  # rolls the whole attempt back
             session.touch_repo(repo, now)
             return commit
+
+    def _require_uploaded(
+        self, principal: Principal, kind: RepoKind, repo_id: RepoId, operations: list[Operation]
+    ) -> None:
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, kind, repo_id)
+            for op in operations:
+                if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):
+                    raise InvalidInputError(
+                        f"LFS object {op.sha256} for {op.path!r} was not uploaded to {repo_id}"
+                    )
 
     def _check_request(self, request: CommitRequest) -> None:
         if not request.title or not request.title.strip():
