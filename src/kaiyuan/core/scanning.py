@@ -62,7 +62,7 @@ class FileScan:
     sha256: str
     status: ScanStatus
     format: str  # what the bytes are: "safetensors", "gguf", "pickle", "torch-zip", "text", …
-    findings: tuple[str, ...] = ()  # why it is not safe, in words ("os.system imported by …")
+    findings: tuple[str, ...] = ()  # why it is not safe, and what a container held, in words
     imports: tuple[PickleImport, ...] = ()
     scanner: str = ""  # the scanner version that reached it
     scanned_at: datetime | None = field(default=None, compare=False)
