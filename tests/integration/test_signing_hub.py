@@ -85,6 +85,8 @@ def test_every_revision_verifies_from_the_hub(
     signed = httpx.get(f"{hub.url}/api/signatures/models/{repo_id}", headers=auth(hub.alice))
     statement = json.loads(base64.b64decode(signed.json()["bundle"]["dsseEnvelope"]["payload"]))
     assert statement["predicateType"] == "https://model_signing/signature/v1.0"
+    # the subject names repository and commit: the bundle cannot pass for another's
+    assert statement["subject"][0]["name"] == f"{repo_id}@{signed.json()['revision']}"
     assert statement["predicate"]["serialization"]["method"] == "files"
     assert sorted(r["name"] for r in statement["predicate"]["resources"]) == [
         "config.json",

@@ -280,3 +280,98 @@ def test_any_bytes_get_a_verdict_and_never_crash_the_scanner(data: bytes) -> Non
             "zstd",
             "torch-zip",
         }
+
+
+# --- regressions from a security review: each of these once scanned `safe` ------------------
+def _torch_zip_with_upper_case_payload() -> bytes:
+    good = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, good)
+    source = zipfile.ZipFile(io.BytesIO(good.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("archive/DATA.PKL", b"\x80\x02cposix\nsystem\n(X\x04\x00\x00\x00truetR.")
+        for name in source.namelist():
+            archive.writestr(name, source.read(name))
+    return out.getvalue()
+
+
+def _legacy_tar() -> bytes:
+    import tarfile
+
+    payload = b"cposix\nsystem\n(S'true'\ntR."
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in [("N.", b""), ("storages", payload), ("pickle", payload)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"S'" + b"A" * 5000 + b"'\n0cposix\nsystem\n)R.", ScanStatus.UNSAFE),  # a long argument
+        (b"cposix\nsystem\np 0\n0g0\n)R.", ScanStatus.UNSAFE),  # a memo key the unpickler reads
+        (b"GIF89a\x00\x00\x00cposix\nsystem\n)R.", ScanStatus.UNSAFE),  # an image and a pickle
+        (b"cposix\nsystem\n(S'true'\ntR" + b"\xff" * 20, ScanStatus.UNSAFE),  # runs, then junk
+        (
+            pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"cposix\nsystem\n)R.",
+            ScanStatus.UNSAFE,
+        ),
+        (b"c__builtin__\nreduce\n.", ScanStatus.UNSAFE),  # Python 2 name for functools.reduce
+        (_legacy_tar(), ScanStatus.UNSAFE),  # torch's tar format, its pickles as members
+        (_torch_zip_with_upper_case_payload(), ScanStatus.UNSAFE),  # torch finds names any case
+    ],
+    ids=[
+        "long text argument",
+        "memo key with a space",
+        "GIF polyglot",
+        "payload then junk",
+        "torch legacy: second pickle",
+        "python 2 names",
+        "legacy tar",
+        "DATA.PKL",
+    ],
+)
+def test_review_regressions(payload: bytes, expected: ScanStatus) -> None:
+    assert scanned(payload).status is expected
+
+
+def test_a_legacy_torch_file_with_a_storage_of_128_elements_is_safe() -> None:
+    legacy = io.BytesIO()
+    torch.save({"w": torch.zeros(128)}, legacy, _use_new_zipfile_serialization=False)
+    assert scanned(legacy.getvalue()).status is ScanStatus.SAFE
+
+
+@pytest.mark.parametrize("kind", ["zip deflate", "gzip", "xz", "zstd"])
+def test_corrupt_streams_are_errors_and_never_crash(kind: str) -> None:
+    body = b"hello world " * 500
+    if kind == "zip deflate":
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("a.bin", body)
+        data = bytearray(out.getvalue())
+        at = data.find(b"a.bin") + 5
+        data[at : at + 4] = b"\xff\xff\xff\xff"
+    else:
+        compress = {"gzip": gzip.compress, "xz": lzma.compress}.get(
+            kind, zstandard.ZstdCompressor().compress
+        )
+        data = bytearray(compress(bytes(range(256)) * 40))
+        data[12] ^= 0xFF
+        data[20] ^= 0xFF
+    assert scanned(bytes(data)).status in {ScanStatus.ERROR, ScanStatus.CAUTION}
+
+
+def test_overlapping_zip_entries_spend_one_total_budget() -> None:
+    member = b"\x00" * (1024 * 1024)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(20):
+            archive.writestr(f"m{i}.bin", member)
+    limits = ScanLimits(
+        max_unpacked_bytes=2 * 1024 * 1024, max_total_unpacked_bytes=5 * 1024 * 1024
+    )
+    result = scanned(out.getvalue(), limits)
+    assert result.status is ScanStatus.ERROR

@@ -118,3 +118,27 @@ def test_keys_are_wrapped_bound_to_their_file_and_released_sealed() -> None:
         open_released(requester, released, "a" * 32, b"nonce-2")  # replayed for another request
     with pytest.raises(IntegrityError):
         open_released(X25519PrivateKey.generate(), released, "a" * 32, b"nonce-1")
+
+
+def test_an_empty_file_is_authenticated_too() -> None:
+    key = new_data_key()
+    blob = sealed(b"", key)
+    assert reader(blob, key).read(0, 0) == b""
+    assert b"".join(reader(blob, key).stream()) == b""
+    with pytest.raises(IntegrityError):
+        b"".join(reader(blob, new_data_key()).stream())
+
+
+def test_a_container_sealed_for_another_path_is_refused() -> None:
+    key = new_data_key()
+    blob = sealed(b"weights", key)
+    assert SealedReader(lambda o, n: blob[o : o + n], len(blob), key, "model.safetensors")
+    with pytest.raises(IntegrityError, match="holds the sealed file of"):
+        SealedReader(lambda o, n: blob[o : o + n], len(blob), key, "other.safetensors")
+
+
+def test_sealing_twice_with_one_key_never_repeats_a_keystream() -> None:
+    key = new_data_key()
+    first, second = sealed(b"\x00" * 200, key), sealed(b"\x00" * 200, key)
+    start = reader(first, key).header.data_start
+    assert first[start:] != second[start:]  # new file id, new chunk key

@@ -28,8 +28,13 @@ from kaiyuan.cli.failures import fail
 from kaiyuan.cli.lineage import Endpoint, Token, split_revision
 from kaiyuan.client.api import HubClient
 from kaiyuan.core import errors
-from kaiyuan.core.ids import validate_path
-from kaiyuan.services.distribution.signing import SIGNATURE_FILE, manifest_of, verify_directory
+from kaiyuan.core.ids import is_full_sha, validate_path
+from kaiyuan.services.distribution.signing import (
+    SIGNATURE_FILE,
+    manifest_of,
+    subject_of,
+    verify_directory,
+)
 
 _FAILED = 8
 
@@ -69,7 +74,10 @@ def _offline(local_dir: Path | None, signature: Path | None, key: Path | None) -
         raise errors.InvalidInputError("offline, name the folder (--local-dir) and key (--key)")
     bundle = (signature or local_dir / SIGNATURE_FILE).read_bytes()
     verify_directory(local_dir, bundle, key.read_bytes())
-    sys.stdout.write(f"verified: {len(manifest_of(bundle))} files in {local_dir}\n")
+    sys.stdout.write(
+        f"verified: {len(manifest_of(bundle))} files in {local_dir} "
+        f"as signed for {subject_of(bundle)}\n"
+    )
 
 
 def _from_hub(client: HubClient, repo: str, local_dir: Path | None, key: Path | None) -> None:
@@ -86,6 +94,14 @@ def _from_hub(client: HubClient, repo: str, local_dir: Path | None, key: Path | 
             "pin it with --key to check the hub too\n"
         )
     files = manifest_of(bundle)
+    # The signed statement names the repository and commit: an answer carrying another
+    # repository's bundle, or another commit's than the one asked for, is refused. (These are
+    # the payload bytes the signature check below authenticates.)
+    wanted = f"{repo_id}@{found['revision']}"
+    if subject_of(bundle) != wanted or (
+        revision is not None and is_full_sha(revision) and found["revision"] != revision
+    ):
+        raise errors.IntegrityError(f"the signature is of {subject_of(bundle)}, not {wanted}")
     if local_dir is not None:
         verify_directory(local_dir, bundle, public)
         where = str(local_dir)

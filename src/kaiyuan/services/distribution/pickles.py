@@ -14,6 +14,7 @@ whose operands cannot be resolved to constant strings is suspicious, never innoc
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickletools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,10 +115,14 @@ def import_safety(module: str, name: str) -> ImportSafety:
 
 @dataclass(frozen=True, slots=True)
 class PickleReport:
-    imports: tuple[tuple[str, str], ...]  # (module, name), in order of appearance
+    imports: tuple[tuple[str, str], ...]  # (module, name) as the unpickler resolves them
     unresolved: int  # imports whose operands were not constant strings, and extension codes
-    pickles: int  # how many pickles were read back to back
+    pickles: int  # how many pickles were read to their STOP
     protocol: int
+    # Why the walk stopped early. The unpickler runs opcodes as it reads them, so what was
+    # imported before the bad byte still counts: a payload followed by junk still runs.
+    error: str | None = None
+    limit: bool = False  # the walk stopped at one of the scanner's own limits
 
 
 class _Unknown:
@@ -139,6 +144,9 @@ _LENGTH_PREFIXED = {  # argument kind -> bytes of its length prefix
     "long4": 4,
 }
 _TEXT_ARGS = {"string1", "string4", "unicodestring1", "unicodestring4", "unicodestring8"}
+_INT_PUSHES = {"LONG1", "BININT", "BININT1", "BININT2"}
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
+MAX_IMPORTS = 10_000
 _MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"}
 _STRING_PUSHES = {
     "SHORT_BINUNICODE",
@@ -151,17 +159,46 @@ _STRING_PUSHES = {
 }
 
 
+class ScanLimitError(InvalidInputError):
+    """The walk reached a limit of the scanner's, not a fault of the pickle."""
+
+
 def analyse(stream: IO[bytes], size: int) -> PickleReport:
     """The imports of the pickle(s) at the start of `stream` (`size` bytes in all).
 
-    InvalidInput when the bytes are not a well-formed pickle: an unknown opcode, a stack that
-    underflows, a memo key never stored, a length past the end.
+    Pickles back to back are followed as loaders read them: after torch's legacy magic number,
+    exactly the four pickles torch reads next; otherwise every further pickle that parses to
+    its STOP (bytes that do not, such as raw data, end the walk unless they import something).
     """
     walker = _Walker(stream, size)
-    walker.run_one()
-    while walker.pickles < MAX_PICKLES and walker.peek() == _PROTO:
+    try:
         walker.run_one()
-    return PickleReport(tuple(walker.imports), walker.unresolved, walker.pickles, walker.protocol)
+        if walker.first_value == _TORCH_LEGACY_MAGIC:
+            for _ in range(4):  # protocol version, system info, the data, the storage keys
+                walker.run_one()
+        else:
+            _read_more(walker)
+    except ScanLimitError as exc:
+        return walker.report(str(exc), limit=True)
+    except InvalidInputError as exc:
+        return walker.report(str(exc))
+    return walker.report(None)
+
+
+def _read_more(walker: _Walker) -> None:
+    """Further pickles while they parse whole; what follows them is not a pickle."""
+    while walker.peek() is not None:
+        if walker.pickles >= MAX_PICKLES:
+            raise ScanLimitError(f"more than {MAX_PICKLES} pickles back to back")
+        mark = walker.checkpoint()
+        try:
+            walker.run_one()
+        except ScanLimitError:
+            raise
+        except InvalidInputError:
+            if walker.imported_since(mark):
+                raise  # a payload followed by junk: it ran before the junk was reached
+            return
 
 
 def looks_like_pickle(head: bytes) -> bool:
@@ -174,10 +211,31 @@ class _Walker:
         self._stream = stream
         self._left = size
         self._pending = b""
-        self.imports: list[tuple[str, str]] = []
+        self.imports: dict[tuple[str, str], None] = {}  # in order, each once
+        self.seen = 0  # imports met, repeats included
         self.unresolved = 0
         self.pickles = 0
         self.protocol = 0
+        self.first_value: object = None  # the first pickle's value when it is an integer
+
+    def report(self, error: str | None, *, limit: bool = False) -> PickleReport:
+        return PickleReport(
+            tuple(self.imports), self.unresolved, self.pickles, self.protocol, error, limit
+        )
+
+    def checkpoint(self) -> tuple[int, int]:
+        return self.seen, self.unresolved
+
+    def imported_since(self, mark: tuple[int, int]) -> bool:
+        return (self.seen, self.unresolved) != mark
+
+    def add_import(self, module: str, name: str) -> None:
+        if self.protocol < 3:  # noqa: PLR2004 - the unpickler maps Python 2 names (fix_imports)
+            module, name = _python3_name(module, name)
+        self.seen += 1
+        self.imports[(module, name)] = None
+        if len(self.imports) > MAX_IMPORTS:
+            raise ScanLimitError(f"more than {MAX_IMPORTS} different imports")
 
     def peek(self) -> int | None:
         if not self._pending:
@@ -190,6 +248,8 @@ class _Walker:
         for op, arg in self._ops():
             name = op.name
             if name == "STOP":
+                if self.pickles == 0 and len(stack) == 1 and isinstance(stack[0], int):
+                    self.first_value = stack[0]
                 self.pickles += 1
                 return
             if name == "PROTO":
@@ -208,9 +268,11 @@ class _Walker:
     ) -> None:
         if name in _STRING_PUSHES:
             stack.append(arg if isinstance(arg, str) else _UNKNOWN)
+        elif name in _INT_PUSHES and isinstance(arg, int):
+            stack.append(arg)
         elif name in {"GLOBAL", "INST"}:
             module, _, attribute = str(arg).partition(" ")
-            self.imports.append((module, attribute))
+            self.add_import(module, attribute)
             if name == "INST":
                 _pop_to_mark(stack)
             stack.append(_UNKNOWN)
@@ -224,12 +286,12 @@ class _Walker:
         else:
             _generic(op, stack)
         if len(stack) > MAX_STACK:
-            raise InvalidInputError("the pickle's stack grows past the scanner's limit")
+            raise ScanLimitError("the pickle's stack grows past the scanner's limit")
 
     def _stack_global(self, stack: list[_Value]) -> None:
         attribute, module = _pop(stack), _pop(stack)
         if isinstance(module, str) and isinstance(attribute, str):
-            self.imports.append((module, attribute))
+            self.add_import(module, attribute)
         else:
             self.unresolved += 1
         stack.append(_UNKNOWN)
@@ -257,8 +319,7 @@ class _Walker:
             self._skip(length)  # tensor bytes, a huge integer: not needed to judge imports
             return None
         if kind.name in {"string1", "bytes1", "unicodestring1", "long1"}:
-            raw = self._read(self._read(1)[0])
-            return _text(raw) if kind.name in {"string1", "unicodestring1"} else None
+            return _short(kind.name, self._read(self._read(1)[0]))
         if kind.n > 0:  # fixed size
             raw = self._read(kind.n)
             return None if kind.name == "float8" else _integer(raw, signed=kind.name == "int4")
@@ -272,20 +333,28 @@ class _Walker:
         if kind == "stringnl":
             return _unquote(line)
         if kind == "decimalnl_short" and op.name in {"PUT", "GET"}:
-            if not line.isdigit():
-                raise InvalidInputError(f"{op.name} takes a decimal memo key, not {line[:20]!r}")
-            return int(line)
+            try:  # parsed as the unpickler parses it (spaces and `_` allowed)
+                return int(line)
+            except ValueError:
+                raise InvalidInputError(f"{op.name} takes a memo key, not {line[:20]!r}") from None
         return line
 
     def _line(self) -> str:
+        """One newline-terminated argument; a long one is consumed whole but not kept."""
         collected = bytearray()
         while True:
-            byte = self._read(1)
-            if byte == b"\n":
-                return collected.decode("latin-1")
-            collected += byte
-            if len(collected) > MAX_KEPT_STRING:
-                raise InvalidInputError("a text argument of the pickle runs past the limit")
+            if not self._pending:
+                self._pending = self._read(min(self._left, 64 * 1024)) if self._left else b""
+                if not self._pending:
+                    raise InvalidInputError("the pickle runs past the end of the file")
+            cut = self._pending.find(b"\n")
+            piece = self._pending if cut < 0 else self._pending[:cut]
+            self._pending = b"" if cut < 0 else self._pending[cut + 1 :]
+            if len(collected) <= MAX_KEPT_STRING:
+                collected += piece[: MAX_KEPT_STRING + 1]
+            if cut >= 0:
+                text = collected.decode("latin-1")
+                return text if len(collected) <= MAX_KEPT_STRING else "\x00(too long)" + text
 
     def _read(self, length: int) -> bytes:
         if length > self._left + len(self._pending):
@@ -321,6 +390,20 @@ def _text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _short(kind: str, raw: bytes) -> object:
+    """A one-byte-length argument: text, an integer (LONG1), or bytes (not kept)."""
+    if kind == "long1":
+        return int.from_bytes(raw, "little", signed=True)
+    return _text(raw) if kind != "bytes1" else None
+
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """The name a Python 2 pickle's import resolves to (what `fix_imports` does)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def _integer(raw: bytes, *, signed: bool) -> int:
@@ -360,7 +443,7 @@ def _top(stack: list[_Value]) -> _Value:
 
 def _remember(memo: dict[int, _Value], key: int, value: _Value) -> None:
     if len(memo) >= MAX_MEMO:
-        raise InvalidInputError("the pickle's memo grows past the scanner's limit")
+        raise ScanLimitError("the pickle's memo grows past the scanner's limit")
     memo[key] = value
 
 

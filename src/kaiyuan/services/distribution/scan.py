@@ -15,9 +15,10 @@ import gzip
 import json
 import lzma
 import re
+import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -43,6 +44,8 @@ class ScanLimits:
     max_unpacked_bytes: int = 1024 * 1024 * 1024  # what one compressed stream may unpack to
     max_depth: int = 3  # containers inside containers
     max_members: int = 10_000  # members of one archive
+    # all a file's members and streams together: overlapping zip entries repeat the same bytes
+    max_total_unpacked_bytes: int = 4 * 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -63,9 +66,11 @@ def scan(source: IO[bytes], size: int, sha256: str, limits: ScanLimits | None = 
     scanner = _Scanner(limits or ScanLimits(), judgement)
     try:
         kind = scanner.object(source, size, "", 0)
-    except (InvalidInputError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # noqa: BLE001 - fail closed: whatever broke, the verdict is error
         kind = "unreadable"
-        judgement.add(ScanStatus.ERROR, f"the scanner could not read the file: {exc}")
+        judgement.add(
+            ScanStatus.ERROR, f"the scanner could not read the file: {type(exc).__name__}: {exc}"
+        )
     return FileScan(
         sha256,
         judgement.status,
@@ -80,6 +85,7 @@ class _Scanner:
     def __init__(self, limits: ScanLimits, judgement: _Judgement) -> None:
         self._limits = limits
         self._j = judgement
+        self._budget = limits.max_total_unpacked_bytes  # for all archives and streams together
 
     def object(  # noqa: PLR0911 - one return per format
         self, stream: IO[bytes], size: int, member: str, depth: int
@@ -90,6 +96,10 @@ class _Scanner:
         stream.seek(start)
         kind = sniff(head, size)
         where = f"{member}: " if member else ""
+        if kind not in {Kind.PICKLE, Kind.OTHER}:
+            self._polyglot(stream, size, member, where)
+        if kind is Kind.TAR:
+            return self._tar(stream, member, where, depth)
         if kind is Kind.SAFETENSORS:
             return self._safetensors(stream, size, where)
         if kind is Kind.GGUF:
@@ -140,12 +150,26 @@ class _Scanner:
 
     # --- pickles ------------------------------------------------------------------------------
     def _pickle(self, stream: IO[bytes], size: int, member: str, where: str) -> None:
-        try:
-            report = pickles.analyse(stream, size)
-        except InvalidInputError as exc:
-            self._j.add(ScanStatus.ERROR, f"{where}malformed pickle: {exc}")
-            return
+        report = pickles.analyse(stream, size)
         self._judge_imports(report, member, where)
+        if report.error is not None:
+            what = "the scan's limit" if report.limit else "malformed pickle"
+            self._j.add(ScanStatus.ERROR, f"{where}{what}: {report.error}")
+
+    def _polyglot(self, stream: IO[bytes], size: int, member: str, where: str) -> None:
+        """A file of another format that also parses as a pickle importing something.
+
+        `pickle.load` does not care what else the bytes are (a GIF can be a pickle), so
+        whatever format the file claims, a pickle at its start is judged too.
+        """
+        start = stream.tell()
+        report = pickles.analyse(stream, size)
+        stream.seek(start)
+        # Random bytes walk into a GLOBAL now and then; only a name Python could import makes
+        # the pickle reading able to call anything.
+        if any(_importable(m) and _importable(n) for m, n in report.imports):
+            self._j.add(ScanStatus.CAUTION, f"{where}these bytes also load as a pickle")
+            self._judge_imports(report, member, where)
 
     def _judge_imports(self, report: pickles.PickleReport, member: str, where: str) -> None:
         for module, name in dict.fromkeys(report.imports):
@@ -192,38 +216,79 @@ class _Scanner:
             if len(infos) > self._limits.max_members:
                 self._j.add(ScanStatus.ERROR, f"{where}more than {len(infos)} archive members")
                 return "zip"
-            names = [i.filename for i in infos]
-            torch = any(n == "data.pkl" or n.endswith("/data.pkl") for n in names)
-            script = torch and any("/code/" in n or n.startswith("code/") for n in names)
+            # torch finds members ignoring case: so does this
+            names = [i.filename.lower() for i in infos]
+            tops = {n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == "data.pkl"}
+            raw = tuple(f"{top}/data/" if top else "data/" for top in tops)
+            script = bool(tops) and any(
+                n.endswith("constants.pkl") or n.startswith("code/") or "/code/" in n for n in names
+            )
             if script:
                 self._j.add(ScanStatus.CAUTION, f"{where}TorchScript archive: carries code it runs")
-            for info in infos:
-                self._member(archive, info, f"{member}/{info.filename}".lstrip("/"), depth, torch)
-        return "torchscript" if script else ("torch-zip" if torch else "zip")
+            for info, name in zip(infos, names, strict=True):
+                label = f"{member}/{info.filename}".lstrip("/")
+                if raw and name.startswith(raw):
+                    continue  # torch's raw tensor bytes, read by offset, never unpickled
+                self._member(archive, info, label, depth, as_pickle=name.endswith(".pkl"))
+        return "torchscript" if script else ("torch-zip" if tops else "zip")
 
     def _member(
-        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, depth: int, torch: bool
+        self,
+        archive: zipfile.ZipFile,
+        info: zipfile.ZipInfo,
+        label: str,
+        depth: int,
+        *,
+        as_pickle: bool,
     ) -> None:
         if info.is_dir():
             return
         if info.flag_bits & 0x1:
             self._j.add(ScanStatus.ERROR, f"{label}: encrypted archive member")
             return
-        if torch and not info.filename.endswith(".pkl"):
-            # torch unpickles only the .pkl members; the others are raw tensor bytes, read by
-            # offset, whatever they happen to start with
-            return
         if info.file_size > self._limits.max_unpacked_bytes:
             self._j.add(ScanStatus.ERROR, f"{label}: unpacks past the scan's limit")
             return
-        limit = self._limits.max_unpacked_bytes
-        with archive.open(info) as opened, _spooled(opened, limit) as (copy, length):
+        with archive.open(info) as opened, self._spool(opened) as (copy, length):
             if length is None:
                 self._j.add(ScanStatus.ERROR, f"{label}: unpacks past the scan's limit")
-            elif torch:
+            elif as_pickle:
                 self._pickle(copy, length, label, f"{label}: ")
             else:
                 self.object(copy, length, label, depth + 1)
+
+    def _tar(self, stream: IO[bytes], member: str, where: str, depth: int) -> str:
+        """A tar (torch's oldest format is one, of pickles): every member scanned by content."""
+        if depth >= self._limits.max_depth:
+            self._j.add(ScanStatus.ERROR, f"{where}archives nested deeper than the scan follows")
+            return "tar"
+        with tarfile.open(fileobj=stream, mode="r:") as archive:
+            for count, info in enumerate(archive):
+                if count >= self._limits.max_members:
+                    self._j.add(ScanStatus.ERROR, f"{where}more than {count} archive members")
+                    break
+                if not info.isfile():
+                    continue
+                label = f"{member}/{info.name}".lstrip("/")
+                if info.size > self._limits.max_unpacked_bytes:
+                    self._j.add(ScanStatus.ERROR, f"{label}: past the scan's limit")
+                    continue
+                opened = archive.extractfile(info)
+                if opened is None:
+                    continue
+                with opened, self._spool(opened) as (copy, length):
+                    if length is None:
+                        self._j.add(ScanStatus.ERROR, f"{label}: past the scan's limit")
+                    else:
+                        self.object(copy, length, label, depth + 1)
+        return "tar"
+
+    def _spool(self, source: IO[bytes]) -> _spooled:
+        """A spooled copy that draws on the scan's total budget of unpacked bytes."""
+        return _spooled(source, min(self._limits.max_unpacked_bytes, self._budget), self._spend)
+
+    def _spend(self, length: int) -> None:
+        self._budget -= length
 
     def _compressed(
         self, kind: Kind, stream: IO[bytes], member: str, where: str, depth: int
@@ -233,7 +298,7 @@ class _Scanner:
             return kind.value
         opened = _decompressor(kind, stream)
         label = f"{member or 'file'}(unpacked)"
-        with _spooled(opened, self._limits.max_unpacked_bytes) as (copy, length):
+        with self._spool(opened) as (copy, length):
             if length is None:
                 self._j.add(ScanStatus.ERROR, f"{where}unpacks past the scan's limit")
                 return kind.value
@@ -245,14 +310,15 @@ class _Scanner:
     def _other(self, stream: IO[bytes], size: int, head: bytes, member: str, where: str) -> str:
         start = stream.tell()
         if pickles.looks_like_pickle(head):
-            # Protocols 0 and 1 have no magic: a file that parses as a pickle is one.
-            try:
-                report = pickles.analyse(stream, size)
-            except InvalidInputError:
-                report = None
+            # Protocols 0 and 1 have no magic: bytes that load as a pickle are one. The
+            # unpickler runs what it has read before it meets a bad byte, so a walk that fails
+            # after an import still judges that import.
+            report = pickles.analyse(stream, size)
             stream.seek(start)
-            if report is not None:
+            if report.pickles or report.imports or report.unresolved or report.limit:
                 self._judge_imports(report, member, where)
+                if report.error is not None:
+                    self._j.add(ScanStatus.ERROR, f"{where}malformed pickle: {report.error}")
                 return "pickle"
         probe = stream.read(min(size, TEXT_PROBE_BYTES))
         stream.seek(start)
@@ -277,6 +343,10 @@ class _Scanner:
             text = item.get("template") if isinstance(item, dict) else item
             if isinstance(text, str):
                 self._template(text, f"{where}chat template")
+
+
+def _importable(dotted: str) -> bool:
+    return bool(dotted) and all(part.isidentifier() for part in dotted.split("."))
 
 
 def _is_text(probe: bytes, *, whole: bool) -> bool:
@@ -307,9 +377,10 @@ class _spooled:  # noqa: N801 - used as a context manager, like the stdlib's low
     (the copy stops there).
     """
 
-    def __init__(self, source: IO[bytes], limit: int) -> None:
+    def __init__(self, source: IO[bytes], limit: int, spend: Callable[[int], None]) -> None:
         self._source = source
         self._limit = limit
+        self._spend = spend
         self._copy = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115
 
     def __enter__(self) -> tuple[IO[bytes], int | None]:
@@ -317,8 +388,10 @@ class _spooled:  # noqa: N801 - used as a context manager, like the stdlib's low
         for piece in _pieces(self._source):
             length += len(piece)
             if length > self._limit:
+                self._spend(length)
                 return self._copy, None
             self._copy.write(piece)
+        self._spend(length)
         self._copy.seek(0)
         return self._copy, length
 

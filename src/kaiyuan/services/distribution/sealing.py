@@ -2,10 +2,12 @@
 
 Layout: `MAGIC | u32 header length | header (canonical JSON) | chunk 0 … chunk n-1`. The
 header is in clear but authenticated: every chunk's additional data starts with the header's
-SHA-256. Chunk i is the plaintext bytes [i·C, (i+1)·C) encrypted with the file's data key
-under nonce `0⁴ ‖ u64be(i)`, with additional data `sha256(header) ‖ u64be(i) ‖ last-flag`, so a
-flipped bit, two chunks swapped, a chunk dropped from the end or appended, and an edited header
-all fail to decrypt. Counter nonces are safe because a data key seals exactly one plaintext.
+SHA-256. Chunk i is the plaintext bytes [i·C, (i+1)·C), encrypted with a key derived from the
+file's data key and file id, under nonce `0⁴ ‖ u64be(i)`, with additional data
+`sha256(header) ‖ u64be(i) ‖ last-flag`. So a flipped bit, two chunks swapped, a chunk dropped
+from the end or appended, and an edited header all fail to decrypt; an empty file still has
+one (empty) chunk, so it too is checked. Counter nonces are safe because the chunk key is unique
+to one sealing (the file id is random).
 
 Random access: plaintext offset o is in chunk o // C, stored at `start + i·(C + 16)`, so a
 tensor slice costs at most two partial chunks. Tensor names and shapes are inside the
@@ -21,15 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
 
@@ -42,6 +46,7 @@ MAX_HEADER = 64 * 1024
 _LENGTH = 4
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _RELEASE_INFO = b"kaiyuan-key-release/v1"
+_FILE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,8 @@ class SealedHeader:
 
     @property
     def chunks(self) -> int:
-        return -(-self.plaintext_size // self.chunk_size)
+        # at least one, even for an empty file: every sealed file has a tag to check
+        return max(1, -(-self.plaintext_size // self.chunk_size))
 
     @property
     def data_start(self) -> int:
@@ -96,7 +102,7 @@ def seal(
     raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     header = _header(raw)
     out.write(MAGIC + len(raw).to_bytes(_LENGTH, "big") + raw)
-    cipher = AESGCM(data_key)
+    cipher = _chunk_cipher(data_key, header.file_id)
     for index in range(header.chunks):
         piece = _read_exactly(source, min(chunk_size, size - index * chunk_size))
         out.write(cipher.encrypt(_nonce(index), piece, _aad(header, index)))
@@ -122,10 +128,23 @@ def read_header(read_at: Callable[[int, int], bytes], size: int) -> SealedHeader
 class SealedReader:
     """Plaintext bytes of a sealed file, decrypted in memory as they are asked for."""
 
-    def __init__(self, read_at: Callable[[int, int], bytes], size: int, data_key: bytes) -> None:
+    def __init__(
+        self,
+        read_at: Callable[[int, int], bytes],
+        size: int,
+        data_key: bytes,
+        path: str | None = None,
+    ) -> None:
+        """Open a sealed file for reading.
+
+        `path`, when given, is where the caller found the file: a container sealed for another
+        path (a whole file swapped in) is refused before anything is decrypted.
+        """
         self.header = read_header(read_at, size)
+        if path is not None and self.header.path != path:
+            raise IntegrityError(f"{path} holds the sealed file of {self.header.path}")
         self._read_at = read_at
-        self._cipher = AESGCM(data_key)
+        self._cipher = _chunk_cipher(data_key, self.header.file_id)
 
     @property
     def size(self) -> int:
@@ -197,6 +216,21 @@ def open_released(private: X25519PrivateKey, sealed: bytes, file_id: str, nonce:
         raise IntegrityError(f"the released key does not open: {exc}") from None
 
 
+def _chunk_cipher(data_key: bytes, file_id: str) -> AESGCM:
+    """The chunks' key, derived from the data key and the file id.
+
+    Sealing twice with the same data key (a caller's mistake) still never reuses a key and
+    nonce pair.
+    """
+    derived = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=bytes.fromhex(file_id),
+        info=b"kaiyuan-sealed-chunks/v1",
+    ).derive(data_key)
+    return AESGCM(derived)
+
+
 def _release_info(file_id: str, nonce: bytes) -> bytes:
     return _RELEASE_INFO + b"|" + file_id.encode() + b"|" + nonce
 
@@ -217,7 +251,7 @@ def _header(raw: bytes) -> SealedHeader:
         raise InvalidInputError("sealed file of an unknown version or cipher")
     file_id, path = document.get("file_id"), document.get("path")
     size, chunk = document.get("plaintext_size"), document.get("chunk_size")
-    if not (isinstance(file_id, str) and len(file_id) == 32 and isinstance(path, str)):  # noqa: PLR2004
+    if not (isinstance(file_id, str) and _FILE_ID.fullmatch(file_id) and isinstance(path, str)):
         raise InvalidInputError("sealed header lacks its file id or path")
     if not (isinstance(size, int) and _natural(size)) or not (
         isinstance(chunk, int) and _natural(chunk) and 0 < chunk <= MAX_CHUNK

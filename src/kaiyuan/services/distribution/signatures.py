@@ -61,7 +61,9 @@ class SigningService:
         return made
 
     def _sign(self, repo: Repo, sha: str, files: dict[str, FileEntry]) -> RevisionSignature:
+        # The statement's subject names the repository and commit, so a bundle cannot be
+        # passed off as another repository's or another revision's.
         bundle = sign_revision(
-            self._key, str(repo.repo_id), {p: e.sha256 for p, e in files.items()}
+            self._key, f"{repo.repo_id}@{sha}", {p: e.sha256 for p, e in files.items()}
         )
         return RevisionSignature(sha, HUB, self._key.key_id, bundle, self._clock())

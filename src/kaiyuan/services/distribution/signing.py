@@ -13,13 +13,16 @@ verification), and key mode with a pinned key (no certificate whose expiry nobod
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import pathlib
 import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -135,16 +138,30 @@ def verify_directory(folder: pathlib.Path, bundle: bytes, public_pem: bytes) -> 
 
 def manifest_of(bundle: bytes) -> dict[str, str]:
     """The files (path → sha256) a bundle's statement lists, unverified (for display)."""
-    import base64  # noqa: PLC0415
-    import json  # noqa: PLC0415
+    try:
+        resources = _statement(bundle)["predicate"]["resources"]
+        return {r["name"]: r["digest"] for r in resources if r.get("algorithm") == "sha256"}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"not an OMS bundle: {exc}") from None
 
+
+def subject_of(bundle: bytes) -> str:
+    """What a bundle says it signs: `namespace/name@commit` for the hub's (unverified)."""
+    try:
+        return str(_statement(bundle)["subject"][0]["name"])
+    except (KeyError, TypeError, IndexError) as exc:
+        raise InvalidInputError(f"not an OMS bundle: {exc}") from None
+
+
+def _statement(bundle: bytes) -> dict[str, Any]:
     try:
         document = json.loads(bundle)
         statement = json.loads(base64.b64decode(document["dsseEnvelope"]["payload"]))
-        resources = statement["predicate"]["resources"]
-        return {r["name"]: r["digest"] for r in resources if r.get("algorithm") == "sha256"}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"not an OMS bundle: {exc}") from None
+    if not isinstance(statement, dict):
+        raise InvalidInputError("not an OMS bundle: the statement is not an object")
+    return statement
 
 
 class _key_file:  # noqa: N801 - a context manager, like the stdlib's lowercase ones

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-HEAD_BYTES = 64
+HEAD_BYTES = 512  # a tar header says `ustar` at byte 257
 
 
 class Kind(enum.Enum):
@@ -14,6 +14,7 @@ class Kind(enum.Enum):
     BZIP2 = "bzip2"
     XZ = "xz"
     ZSTD = "zstd"
+    TAR = "tar"
     NPY = "npy"
     PICKLE = "pickle"  # protocol 2 and later announce themselves
     SAFETENSORS = "safetensors"
@@ -44,6 +45,8 @@ def sniff(head: bytes, size: int) -> Kind:
     for magic, kind in _MAGICS:
         if head.startswith(magic):
             return kind
+    if head[257:262] == b"ustar":
+        return Kind.TAR
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return Kind.IMAGE
     if len(head) >= 2 and head[0] == 0x80 and head[1] in _PICKLE_PROTOCOLS:  # noqa: PLR2004
