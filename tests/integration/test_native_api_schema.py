@@ -104,6 +104,9 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
         "/api/licence-acceptances/{kind}/{namespace}/{name}",
         "/api/provenance/models/{namespace}/{name}",
         "/api/provenance/compare",
+        "/api/scans/{kind}/{namespace}/{name}",
+        "/api/signatures/{kind}/{namespace}/{name}",
+        "/api/signing/key",
     }
 
 
