@@ -6,7 +6,7 @@ spread over the depth, over a fixed list of common tokens (English words, digits
 common Chinese characters) as each model's vocabulary spells them. The terms are token x token,
 unchanged by permutation, rotation and q/k or v/o rescaling, so two sketches compare on the
 tokens both models hold whatever their widths; layers are matched best-to-best, so depth changes
-do not hide a relative. Stored as float16 (about half a megabyte).
+do not hide a relative. Stored as float16 (about a quarter of a megabyte).
 """
 
 from __future__ import annotations
