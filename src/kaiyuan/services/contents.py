@@ -140,6 +140,18 @@ class ContentStore:
             result.append((path, segment.offset, segment.length))
         return result
 
+    def whole_local_file(self, sha256: str, size: int) -> Path | None:
+        """The local file holding exactly this content, when the store keeps it as one.
+
+        That is a blob on the local disk; not compressed Xet chunks, not an object store.
+        """
+        segments = self.segments(sha256)
+        local = self.local_segments(segments) if len(segments) == 1 else None
+        if not local:
+            return None
+        path, offset, length = local[0]
+        return path if offset == 0 and length == size else None
+
     def xet_file(self, sha256: str) -> XetFile | None:
         with self._store.session() as session:
             return session.get_xet_file(sha256)

@@ -6,7 +6,7 @@ clients as `securityFileStatus` in expanded tree listings.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -15,12 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry
 from kaiyuan.core.scanning import FileScan, ScanStatus
-from kaiyuan.http.api.schema import ERRORS, NAME, refuse_other_methods
+from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of
 
 router = APIRouter(prefix="/api/scans", tags=["scans"], responses=ERRORS)
-
-_KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
 
 
 class PickleImportOut(BaseModel):
@@ -74,7 +72,7 @@ def _verdict(entry: FileEntry, scan: FileScan | None) -> FileVerdict:
 @router.get("/{kind}/{namespace}/{name}", response_model=RevisionScans)
 async def scans(
     request: Request,
-    kind: Literal["models", "datasets"],
+    kind: Annotated[str, Path(**REPO_KIND)],
     namespace: Annotated[str, Path(**NAME)],
     name: Annotated[str, Path(**NAME)],
     revision: Annotated[str | None, Query(max_length=256)] = None,
@@ -85,7 +83,7 @@ async def scans(
     repo_id = RepoId(namespace, name)
 
     def run() -> RevisionScans:
-        at = hub.reads.resolve(principal, _KINDS[kind], repo_id, revision)
+        at = hub.reads.resolve(principal, RepoKind.parse(kind), repo_id, revision)
         files = [e for e in hub.reads.list_tree(at, "", recursive=True) if isinstance(e, FileEntry)]
         verdicts = hub.scanning.verdicts(e.sha256 for e in files)
         return RevisionScans(

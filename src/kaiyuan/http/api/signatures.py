@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.core.ids import RepoId, RepoKind
-from kaiyuan.http.api.schema import ERRORS, NAME, refuse_other_methods
+from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of
 
 router = APIRouter(prefix="/api", tags=["signing"], responses=ERRORS)
-
-_KINDS = {"models": RepoKind.MODEL, "datasets": RepoKind.DATASET}
 
 
 class Signature(BaseModel):
@@ -43,7 +41,7 @@ class SigningKey(BaseModel):
 @router.get("/signatures/{kind}/{namespace}/{name}", response_model=Signature)
 async def signature(
     request: Request,
-    kind: Literal["models", "datasets"],
+    kind: Annotated[str, Path(**REPO_KIND)],
     namespace: Annotated[str, Path(**NAME)],
     name: Annotated[str, Path(**NAME)],
     revision: Annotated[str | None, Query(max_length=256)] = None,
@@ -52,7 +50,7 @@ async def signature(
     principal = await caller(request)
     repo_id = RepoId(namespace, name)
     found = await run_in_threadpool(
-        hub_of(request).signing.signature, principal, _KINDS[kind], repo_id, revision
+        hub_of(request).signing.signature, principal, RepoKind.parse(kind), repo_id, revision
     )
     return Signature(
         id=str(repo_id),

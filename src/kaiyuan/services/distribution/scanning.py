@@ -90,9 +90,9 @@ class ScanService:
     def scan_content(self, sha256: str) -> FileScan:
         """Scan one stored content now (not stored)."""
         size = self._contents.stat(sha256).size
-        local = self._contents.local_segments(self._contents.segments(sha256))
-        if local is not None and len(local) == 1 and local[0][1] == 0 and local[0][2] == size:
-            with local[0][0].open("rb") as handle:
+        local = self._contents.whole_local_file(sha256, size)
+        if local is not None:
+            with local.open("rb") as handle:
                 found = scan(handle, size, sha256, self._limits)
         else:
             reader = io.BufferedReader(_RangedReader(self._contents, sha256, size), _READ_BUFFER)

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from kaiyuan.core.errors import HubError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
@@ -277,7 +276,7 @@ class ProvenanceService:
 
         def open_file(path: str) -> WeightFile:
             entry = files[path]
-            local = self._whole_local_file(entry.sha256, entry.size)
+            local = self._contents.whole_local_file(entry.sha256, entry.size)
             if local is not None:  # mapped in place: no copy out of the page cache
                 return LocalWeightFile(local, path)
             return RangedWeightFile(
@@ -291,18 +290,6 @@ class ProvenanceService:
             return b"".join(self._contents.open(entry.sha256))
 
         return open_model(chosen, open_file, read_small, files.__contains__)
-
-    def _whole_local_file(self, sha256: str, size: int) -> Path | None:
-        """The local file holding exactly this content, when the store keeps it as one.
-
-        That is a blob on the local disk; not compressed Xet chunks, not an object store.
-        """
-        segments = self._contents.segments(sha256)
-        local = self._contents.local_segments(segments) if len(segments) == 1 else None
-        if not local:
-            return None
-        path, offset, length = local[0]
-        return path if offset == 0 and length == size else None
 
     # --- what viewers see --------------------------------------------------------------------
     def view(
