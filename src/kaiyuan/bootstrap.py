@@ -13,8 +13,11 @@ from kaiyuan.core.scanning import ScanStatus
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
+from kaiyuan.services.distribution.attestation import load_verifier
+from kaiyuan.services.distribution.keyring import load_key_ring
 from kaiyuan.services.distribution.scan import ScanLimits
 from kaiyuan.services.distribution.scanning import ScanService
+from kaiyuan.services.distribution.sealed_repos import SealingService
 from kaiyuan.services.distribution.signatures import SigningService
 from kaiyuan.services.distribution.signing import load_or_create_key
 from kaiyuan.services.fsck import ConsistencyChecker
@@ -63,6 +66,7 @@ class Hub:
     provenance: ProvenanceService
     scanning: ScanService
     signing: SigningService
+    sealing: SealingService
 
     def close(self) -> None:
         self.metadata.close()
@@ -150,6 +154,19 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         refuse=frozenset(ScanStatus(v) for v in settings.scan_refused),
         limits=ScanLimits(max_unpacked_bytes=settings.scan_max_unpacked_bytes),
     )
+    sealing = SealingService(
+        metadata,
+        blobs,
+        contents,
+        cache,
+        load_key_ring(settings.data_dir, settings.sealing_kms, settings),
+        load_verifier(
+            settings.attestation_verifier,
+            settings.attestation_ca,
+            settings.accepted_measurements,
+            settings,
+        ),
+    )
     return Hub(
         settings=settings,
         metadata=metadata,
@@ -165,6 +182,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
             commit_limits,
             reviews=[licensing, provenance, signing],
             check=scanning,
+            sealer=sealing,
         ),
         uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
         contents=contents,
@@ -181,6 +199,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         provenance=provenance,
         scanning=scanning,
         signing=signing,
+        sealing=sealing,
     )
 
 

@@ -191,6 +191,28 @@ class Settings(BaseSettings):
         description="How large a compressed stream or archive member may unpack to for the "
         "scanner; past it, the file's verdict is `error`.",
     )
+    sealing_kms: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`package.module:factory` of a KMS adapter holding the key-encryption keys "
+        "of sealed files; default: a local key ring in `<data dir>/sealing-keys/`.",
+    )
+    attestation_ca: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificates whose directly issued leaves may sign "
+        "attestation evidence (`kaiyuan-ca-evidence/v1`) for key release.",
+    )
+    attestation_measurements: str = Field(
+        default="",
+        description="Comma-separated measurements the CA verifier accepts; empty accepts any "
+        "measurement the evidence's signer vouches for.",
+    )
+    attestation_verifier: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="`package.module:factory` of an attestation verifier plug-in (a TEE's); "
+        "takes precedence over `attestation_ca`.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
 
     @property
@@ -200,6 +222,10 @@ class Settings(BaseSettings):
     @property
     def scan_refused(self) -> frozenset[str]:
         return frozenset(v.strip() for v in self.scan_refuse.split(",") if v.strip())
+
+    @property
+    def accepted_measurements(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.attestation_measurements.split(",") if m.strip())
 
     @property
     def admin_names(self) -> frozenset[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -11,16 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
+from kaiyuan.services.distribution.keyring import LocalKeyRing
 from kaiyuan.services.distribution.sealing import (
     TAG,
     SealedReader,
+    key_binding,
     new_data_key,
     open_released,
     read_header,
     seal,
     seal_for,
-    unwrap_key,
-    wrap_key,
 )
 
 
@@ -102,14 +103,18 @@ def test_garbage_is_not_a_sealed_file(blob: bytes) -> None:
         read_header(lambda o, n: blob[o : o + n], len(blob))
 
 
-def test_keys_are_wrapped_bound_to_their_file_and_released_sealed() -> None:
-    kek, data_key = new_data_key(), new_data_key()
-    wrapped = wrap_key(kek, data_key, "a" * 32, "model.safetensors")
-    assert unwrap_key(kek, wrapped, "a" * 32, "model.safetensors") == data_key
+def test_keys_are_wrapped_bound_to_their_file_and_released_sealed(tmp_path: Path) -> None:
+    ring, data_key = LocalKeyRing(tmp_path / "keys"), new_data_key()
+    binding = key_binding("a" * 32, "model.safetensors")
+    wrapped = ring.wrap(data_key, binding)
+    assert data_key not in wrapped.blob
+    assert ring.unwrap(wrapped, binding) == data_key
     with pytest.raises(IntegrityError):
-        unwrap_key(kek, wrapped, "b" * 32, "model.safetensors")  # another file's slot
+        ring.unwrap(wrapped, key_binding("b" * 32, "model.safetensors"))  # another file's slot
     with pytest.raises(IntegrityError):
-        unwrap_key(new_data_key(), wrapped, "a" * 32, "model.safetensors")  # another KEK
+        ring.unwrap(wrapped, key_binding("a" * 32, "other.safetensors"))  # another path
+    with pytest.raises(IntegrityError):
+        LocalKeyRing(tmp_path / "other").unwrap(wrapped, binding)  # another hub's key ring
     requester = X25519PrivateKey.generate()
     released = seal_for(requester.public_key(), data_key, "a" * 32, b"nonce-1")
     assert data_key not in released

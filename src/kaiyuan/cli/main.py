@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub, migrate_database
-from kaiyuan.cli import licence, lineage, provenance, verify
+from kaiyuan.cli import licence, lineage, provenance, sealed, verify
 from kaiyuan.cli.failures import fail as _fail
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
@@ -31,6 +31,7 @@ admin.add_typer(tokens, name="token")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(licence.app, name="licence")
 app.add_typer(provenance.app, name="provenance")
+app.add_typer(sealed.app, name="sealed")
 app.command("verify")(verify.verify)
 admin.add_typer(licence.policy_app, name="licence-policy")
 
@@ -256,6 +257,17 @@ def admin_scan(data_dir: DataDir = None) -> None:
         counts = hub.scanning.backfill()
     shown = ", ".join(f"{counts[s]} {s.value}" for s in sorted(counts, key=lambda s: s.rank))
     sys.stdout.write(f"verdicts: {shown or 'no files'}\n")
+
+
+@admin.command("sealing-rotate")
+def admin_sealing_rotate(data_dir: DataDir = None) -> None:
+    """Make a new key-encryption key current, rewrap every sealed file's key, retire old KEKs."""
+    with _admin(data_dir) as hub:
+        done = hub.sealing.rotate()
+    retired = ", ".join(done.retired) or "none"
+    sys.stdout.write(
+        f"current KEK {done.kek_id}; {done.rewrapped} keys rewrapped; retired {retired}\n"
+    )
 
 
 @admin.command("fsck")

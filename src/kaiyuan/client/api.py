@@ -62,6 +62,30 @@ class HubClient:
     def signing_key(self) -> dict[str, Any]:
         return self._call("GET", "/api/signing/key")
 
+    def sealing(self, kind: str, repo_id: str, revision: str | None) -> dict[str, Any]:
+        """A revision's sealed files and the repository's sealing policy."""
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/sealing/{kind}s/{repo_id}", params=params)
+
+    def set_sealing(self, kind: str, repo_id: str, policy: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", f"/api/sealing/{kind}s/{repo_id}", json=policy)
+
+    def sealing_challenge(self, kind: str, repo_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/sealing/{kind}s/{repo_id}/challenge")
+
+    def sealed_keys(self, kind: str, repo_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/api/sealing/{kind}s/{repo_id}/keys", json=request)
+
+    def key_releases(self, kind: str, repo_id: str, limit: int) -> list[dict[str, Any]]:
+        return self._call_list(
+            "GET", f"/api/sealing/{kind}s/{repo_id}/releases", params={"limit": limit}
+        )
+
+    def revoke_keys(self, kind: str, repo_id: str, subject: str, *, restore: bool) -> None:
+        method = "DELETE" if restore else "PUT"
+        where = quote(subject, safe="")
+        self._call_list(method, f"/api/sealing/{kind}s/{repo_id}/revocations/{where}")
+
     def download(self, repo_id: str, sha: str, path: str, target: Path) -> None:
         """A file at a commit, streamed to `target` (written under a temporary name first)."""
         staged = target.with_name(target.name + ".part")
@@ -96,6 +120,18 @@ class HubClient:
             raise HubUnreachableError(f"cannot reach the hub at {self.endpoint}: {exc}") from None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        body = self._answer(method, path, **kwargs)
+        if not isinstance(body, dict):
+            raise errors.InvalidInputError(f"unexpected answer from {self.endpoint}{path}")
+        return body
+
+    def _call_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        body = self._answer(method, path, **kwargs)
+        if not isinstance(body, list):
+            raise errors.InvalidInputError(f"unexpected answer from {self.endpoint}{path}")
+        return body
+
+    def _answer(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         try:
             answer = httpx.request(
@@ -105,10 +141,12 @@ class HubClient:
             raise HubUnreachableError(f"cannot reach the hub at {self.endpoint}: {exc}") from None
         if answer.status_code >= 400:  # noqa: PLR2004
             raise _error(answer)
-        body = answer.json()
-        if not isinstance(body, dict):
-            raise errors.InvalidInputError(f"unexpected answer from {self.endpoint}{path}")
-        return body
+        try:
+            return answer.json()
+        except ValueError:
+            raise errors.InvalidInputError(
+                f"unexpected answer from {self.endpoint}{path}"
+            ) from None
 
 
 def _error(answer: httpx.Response) -> errors.HubError:

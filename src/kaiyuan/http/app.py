@@ -16,6 +16,7 @@ from kaiyuan.http.api import licences as licence_routes
 from kaiyuan.http.api import lineage as lineage_routes
 from kaiyuan.http.api import provenance as provenance_routes
 from kaiyuan.http.api import scans as scan_routes
+from kaiyuan.http.api import sealing as sealing_routes
 from kaiyuan.http.api import signatures as signature_routes
 from kaiyuan.http.api import storage as storage_routes
 from kaiyuan.http.cas import routes as cas_routes
@@ -67,6 +68,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(provenance_routes.router)
     app.include_router(scan_routes.router)
     app.include_router(signature_routes.router)
+    app.include_router(sealing_routes.router)
     app.include_router(hub_pages.router)
     app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.

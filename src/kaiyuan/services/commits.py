@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from kaiyuan.core.errors import (
 from kaiyuan.core.ids import RepoId, RepoKind, validate_path, validate_sha1, validate_sha256
 from kaiyuan.core.models import BlobInfo, Commit, FileEntry, Principal, RefKind, Repo
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
+from kaiyuan.core.sealing import SealedFile
 from kaiyuan.services import access, cards, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore
@@ -121,6 +122,36 @@ class ContentCheck(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SealedPuts:
+    """A commit's operations with sealed files' ciphertexts in place of their plaintexts."""
+
+    operations: list[Operation]
+    blobs: dict[int, BlobInfo]
+    records: list[SealedFile]
+    plaintexts: frozenset[str]
+
+
+class ContentSealer(Protocol):
+    """Seals the files a repository's policy names (sealed repositories).
+
+    `seal_puts` runs after the scanner, before the transaction, and writes the ciphertexts;
+    `record` runs inside the transaction; `forget_plaintexts` after it committed.
+    """
+
+    def seal_puts(
+        self,
+        kind: RepoKind,
+        repo_id: RepoId,
+        operations: list[Operation],
+        blobs: dict[int, BlobInfo],
+    ) -> SealedPuts | None: ...
+
+    def record(self, session: MetadataSession, repo: Repo, sealed: SealedPuts) -> None: ...
+
+    def forget_plaintexts(self, kind: RepoKind, repo_id: RepoId, sealed: SealedPuts) -> None: ...
+
+
 def author_signature(author: str, when: datetime) -> GitSignature:
     return GitSignature(author, f"{author}@users.noreply.kaiyuan", int(when.timestamp()))
 
@@ -136,8 +167,10 @@ class CommitService:
         clock: Clock = utc_now,
         reviews: Sequence[CommitReview] = (),
         check: ContentCheck | None = None,
+        sealer: ContentSealer | None = None,
     ) -> None:
         self._store = store
+        self._sealer = sealer
         self._reviews = tuple(reviews)
         self._check = check
         self._blobs = blobs
@@ -172,12 +205,23 @@ class CommitService:
             # anything about bytes uploaded elsewhere.
             self._require_uploaded(principal, kind, repo_id, request.operations)
             self._check.check((request.operations[i].path, b.sha256) for i, b in blobs.items())
+        sealed = None
+        if self._sealer is not None:
+            # After the scan (the verdict is on the plaintext), before anything is recorded.
+            sealed = self._sealer.seal_puts(kind, repo_id, list(request.operations), blobs)
+            if sealed is not None:
+                request = replace(request, operations=sealed.operations)
+                blobs = sealed.blobs
         for _ in range(_CAS_ATTEMPTS):
             try:
-                return self._try_commit(principal, kind, repo_id, branch, request, blobs)
+                commit = self._try_commit(principal, kind, repo_id, branch, request, blobs, sealed)
             except _BranchMovedError:
                 if request.parent_commit:
                     break
+                continue
+            if sealed is not None and self._sealer is not None:
+                self._sealer.forget_plaintexts(kind, repo_id, sealed)
+            return commit
         raise StaleParentError(f"branch {branch!r} moved during the commit; retry")
 
     def _try_commit(
@@ -188,6 +232,7 @@ class CommitService:
         branch: str,
         request: CommitRequest,
         blobs: dict[int, BlobInfo],
+        sealed: SealedPuts | None = None,
     ) -> Commit:
         """One attempt in one transaction; _BranchMovedError (nothing stored) if it raced."""
         with self._store.session(write=True) as session:
@@ -206,6 +251,8 @@ class CommitService:
             commit = Commit(sha, root, (head.sha,), request.title, message, author, now)
             for review in self._reviews:
                 review.review(session, principal, repo, branch, files, commit)
+            if sealed is not None and self._sealer is not None:
+                self._sealer.record(session, repo, sealed)
             for index, blob in blobs.items():
                 op = request.operations[index]
                 if isinstance(op, PutLfsFile) and not session.has_repo_object(repo.pk, op.sha256):

@@ -7,11 +7,13 @@ byte range of a file is a short list of (blob, offset, length) segments that can
 
 from __future__ import annotations
 
+import io
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
+from typing import IO
 
 from kaiyuan.core.errors import BlobNotFoundError, IntegrityError
 from kaiyuan.core.models import BlobInfo, Piece, StoredXorb, XetFile, XetTerm
@@ -19,6 +21,7 @@ from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.services.xet.compression import decode_records
 
 _XORB_CACHE = 4096
+_READ_BUFFER = 1024 * 1024
 
 
 # Where bytes of a content are stored: a blob range, maybe of compressed chunk records.
@@ -152,6 +155,13 @@ class ContentStore:
         path, offset, length = local[0]
         return path if offset == 0 and length == size else None
 
+    def reader(self, sha256: str, size: int) -> IO[bytes]:
+        """A content as a seekable binary file: the local blob itself, else read by ranges."""
+        local = self.whole_local_file(sha256, size)
+        if local is not None:
+            return local.open("rb")
+        return io.BufferedReader(_RangedReader(self, sha256, size), _READ_BUFFER)
+
     def xet_file(self, sha256: str) -> XetFile | None:
         with self._store.session() as session:
             return session.get_xet_file(sha256)
@@ -182,3 +192,42 @@ def _window(chunks: Iterator[bytes], skip: int, take: int) -> Iterator[bytes]:
         skip = 0
         take -= len(piece)
         yield piece
+
+
+class _RangedReader(io.RawIOBase):
+    """A stored content as a seekable file, read by ranges (object store, Xet chunks)."""
+
+    def __init__(self, contents: ContentStore, sha256: str, size: int) -> None:
+        self._contents = contents
+        self._sha256 = sha256
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        end = min(self._size, self._position + len(buffer))
+        if end <= self._position:
+            return 0
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        for piece in self._pieces(self._position, end):
+            view[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        self._position += filled
+        return filled
+
+    def _pieces(self, start: int, end: int) -> Iterator[bytes]:
+        return self._contents.open(self._sha256, start, end)

@@ -44,6 +44,30 @@ class ReadService:
             name = revision or repo.default_branch
             return ResolvedRevision(repo, name, revisions.resolve(session, repo, name))
 
+    def downloadable(
+        self, principal: Principal, kind: RepoKind, repo_id: RepoId, revision: str, path: str
+    ) -> tuple[ResolvedRevision, FileEntry]:
+        """A file to download, for a caller allowed to read it.
+
+        A gated repository keeps its files for those it granted access, except sealed files:
+        they are ciphertext, served to anyone who may see the repository (so caches and
+        mirrors work); their keys are what the gate keeps.
+        """
+        at = self.resolve(principal, kind, repo_id, revision)
+        if not path:
+            raise EntryNotFoundError("no file path given", at.commit.sha)
+        with self._store.session() as session:
+            entry = trees.find(session, self._cache, at.commit.tree, path)
+            sealed = (
+                entry is not None
+                and not entry.is_dir
+                and entry.sha256 is not None
+                and bool(session.sealed_files([entry.sha256]))
+            )
+            if not sealed:
+                access.require_files(session, principal, at.repo)
+        return at, self.file(at, path)
+
     def list_tree(self, at: ResolvedRevision, folder: str, *, recursive: bool) -> list[Entry]:
         """Entries below `folder` ('' = root), in path order; EntryNotFound if it is no folder."""
         folder = normalize_folder(folder)

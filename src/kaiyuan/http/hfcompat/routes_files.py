@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from kaiyuan.core.errors import EntryNotFoundError, InvalidInputError
+from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry
 from kaiyuan.core.scanning import FileScan
@@ -103,10 +103,8 @@ async def resolve(request: Request, kind: RepoKind, repo_id: RepoId, args: list[
     hub = hub_of(request)
 
     def run() -> tuple[str, FileEntry]:
-        at = hub.reads.resolve(principal, kind, repo_id, revision, files=True)
-        if not path:
-            raise EntryNotFoundError("no file path given", at.commit.sha)
-        return at.commit.sha, hub.reads.file(at, path)
+        at, entry = hub.reads.downloadable(principal, kind, repo_id, revision, path)
+        return at.commit.sha, entry
 
     commit, entry = await run_in_threadpool(run)
     etag = entry.sha256 if entry.lfs else entry.oid

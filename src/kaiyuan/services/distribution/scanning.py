@@ -8,9 +8,8 @@ branch, another repository) is not scanned again.
 
 from __future__ import annotations
 
-import io
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from kaiyuan.core.errors import PolicyViolationError
 from kaiyuan.core.ports import MetadataStore
@@ -18,8 +17,6 @@ from kaiyuan.core.scanning import FileScan, ScanStatus
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.distribution.scan import SCANNER, ScanLimits, scan
-
-_READ_BUFFER = 1024 * 1024
 
 
 class ScanService:
@@ -90,13 +87,8 @@ class ScanService:
     def scan_content(self, sha256: str) -> FileScan:
         """Scan one stored content now (not stored)."""
         size = self._contents.stat(sha256).size
-        local = self._contents.whole_local_file(sha256, size)
-        if local is not None:
-            with local.open("rb") as handle:
-                found = scan(handle, size, sha256, self._limits)
-        else:
-            reader = io.BufferedReader(_RangedReader(self._contents, sha256, size), _READ_BUFFER)
-            found = scan(reader, size, sha256, self._limits)
+        with self._contents.reader(sha256, size) as handle:
+            found = scan(handle, size, sha256, self._limits)
         return FileScan(
             found.sha256,
             found.status,
@@ -106,42 +98,3 @@ class ScanService:
             found.scanner,
             self._clock(),
         )
-
-
-class _RangedReader(io.RawIOBase):
-    """A stored content as a seekable file, read by ranges (object store, Xet chunks)."""
-
-    def __init__(self, contents: ContentStore, sha256: str, size: int) -> None:
-        self._contents = contents
-        self._sha256 = sha256
-        self._size = size
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        end = min(self._size, self._position + len(buffer))
-        if end <= self._position:
-            return 0
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        for piece in self._pieces(self._position, end):
-            view[filled : filled + len(piece)] = piece
-            filled += len(piece)
-        self._position += filled
-        return filled
-
-    def _pieces(self, start: int, end: int) -> Iterator[bytes]:
-        return self._contents.open(self._sha256, start, end)

@@ -14,9 +14,10 @@ tensor slice costs at most two partial chunks. Tensor names and shapes are insid
 ciphertext (the whole original file is sealed, its own header included).
 
 Keys: each file gets a fresh 256-bit data key, stored only wrapped by the hub's key-encryption
-key (AES-256-GCM, bound to the file id and path), so rotating the KEK rewraps keys without
-touching data. A released key travels sealed (HPKE, X25519) to an ephemeral public key of the
-requester, bound to the file id and a nonce, so it never crosses the wire in the clear.
+key (keyring.py; bound to the file id and path by `key_binding`), so rotating the KEK rewraps
+keys without touching data. A released key travels sealed (HPKE, X25519) to an ephemeral
+public key of the requester, bound to the file id and a nonce, so it never crosses the wire
+in the clear.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
@@ -47,6 +49,16 @@ _LENGTH = 4
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _RELEASE_INFO = b"kaiyuan-key-release/v1"
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+# (offset, length) -> those bytes of the stored container; a memoryview avoids a copy
+ReadAt = Callable[[int, int], bytes | memoryview]
+
+
+class Sink(Protocol):
+    """Where a sealed container is written: a file, or a blob writer that hashes as it goes."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +94,7 @@ def new_data_key() -> bytes:
 def seal(
     source: IO[bytes],
     size: int,
-    out: IO[bytes],
+    out: Sink,
     data_key: bytes,
     path: str,
     chunk_size: int = DEFAULT_CHUNK,
@@ -109,15 +121,15 @@ def seal(
     return header
 
 
-def read_header(read_at: Callable[[int, int], bytes], size: int) -> SealedHeader:
+def read_header(read_at: ReadAt, size: int) -> SealedHeader:
     """The header of a sealed container of `size` bytes; InvalidInput if it is not one."""
-    start = read_at(0, len(MAGIC) + _LENGTH) if size >= len(MAGIC) + _LENGTH else b""
+    start = bytes(read_at(0, len(MAGIC) + _LENGTH)) if size >= len(MAGIC) + _LENGTH else b""
     if not start.startswith(MAGIC):
         raise InvalidInputError("not a sealed file (no Kaiyuan sealed-file magic)")
     length = int.from_bytes(start[len(MAGIC) :], "big")
     if not 0 < length <= MAX_HEADER or len(MAGIC) + _LENGTH + length > size:
         raise InvalidInputError(f"sealed header of {length} bytes does not fit the file")
-    header = _header(read_at(len(MAGIC) + _LENGTH, length))
+    header = _header(bytes(read_at(len(MAGIC) + _LENGTH, length)))
     if header.sealed_size != size:
         raise IntegrityError(
             f"sealed file is {size} bytes; its header says {header.sealed_size} (cut or extended)"
@@ -130,7 +142,7 @@ class SealedReader:
 
     def __init__(
         self,
-        read_at: Callable[[int, int], bytes],
+        read_at: ReadAt,
         size: int,
         data_key: bytes,
         path: str | None = None,
@@ -162,6 +174,56 @@ class SealedReader:
         skip = offset - first * size
         return plain[skip : skip + length]
 
+    def read_into(self, offset: int, out: memoryview, threads: int = 1) -> None:
+        """Plaintext [offset, offset + len(out)) decrypted straight into `out`.
+
+        Whole chunks decrypt in place (no copy); only a partial chunk at either end goes
+        through a temporary buffer. With `threads` > 1 the chunks are split among threads
+        (AES-GCM releases the GIL). IntegrityError if any chunk fails its check; `out` then
+        holds nothing the caller may use.
+        """
+        out = out.cast("B") if out.format != "B" else out
+        length = len(out)
+        if offset < 0 or offset + length > self.size:
+            raise InvalidInputError(f"{length} bytes at {offset} run past the sealed file")
+        if length == 0:
+            return
+        size = self.header.chunk_size
+        first, last = offset // size, (offset + length - 1) // size
+        if threads <= 1 or last - first < threads:
+            self._decrypt_range(first, last + 1, offset, out)
+            return
+        bounds = [first + (last + 1 - first) * k // threads for k in range(threads + 1)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for done in [
+                pool.submit(self._decrypt_range, bounds[k], bounds[k + 1], offset, out)
+                for k in range(threads)
+            ]:
+                done.result()
+
+    def _decrypt_range(self, first: int, stop: int, offset: int, out: memoryview) -> None:
+        """Chunks [first, stop) into the parts of `out` (plaintext from `offset`) they cover."""
+        header, size = self.header, self.header.chunk_size
+        end = offset + len(out)
+        for index in range(first, stop):
+            begin = index * size
+            plain = min(size, header.plaintext_size - begin)
+            sealed = self._read_at(header.data_start + index * (size + TAG), plain + TAG)
+            nonce, aad = _nonce(index), _aad(header, index)
+            try:
+                if begin >= offset and begin + plain <= end:
+                    target = out[begin - offset : begin - offset + plain]
+                    self._cipher.decrypt_into(nonce, sealed, aad, target)
+                else:
+                    whole = self._cipher.decrypt(nonce, sealed, aad)
+                    lo, hi = max(begin, offset), min(begin + plain, end)
+                    out[lo - offset : hi - offset] = whole[lo - begin : hi - begin]
+            except InvalidTag:
+                raise IntegrityError(
+                    f"sealed chunk {index} of {header.path} fails its check (tampered, reordered "
+                    "or the wrong key)"
+                ) from None
+
     def stream(self, chunks_at_once: int = 16) -> Iterator[bytes]:
         """The whole plaintext in order, several chunks per read."""
         index = 0
@@ -191,17 +253,9 @@ class SealedReader:
 
 
 # --- keys ------------------------------------------------------------------------------------
-def wrap_key(kek: bytes, data_key: bytes, file_id: str, path: str) -> bytes:
-    """The data key encrypted under the key-encryption key, bound to the file."""
-    nonce = secrets.token_bytes(12)
-    return nonce + AESGCM(kek).encrypt(nonce, data_key, _binding(file_id, path))
-
-
-def unwrap_key(kek: bytes, wrapped: bytes, file_id: str, path: str) -> bytes:
-    try:
-        return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], _binding(file_id, path))
-    except (InvalidTag, ValueError):
-        raise IntegrityError(f"the wrapped key of {path} does not open with this KEK") from None
+def key_binding(file_id: str, path: str) -> bytes:
+    """What a wrapped data key is bound to: the file id and the path it was sealed for."""
+    return b"kaiyuan-data-key|" + file_id.encode() + b"|" + path.encode("utf-8")
 
 
 def seal_for(requester: X25519PublicKey, data_key: bytes, file_id: str, nonce: bytes) -> bytes:
@@ -233,10 +287,6 @@ def _chunk_cipher(data_key: bytes, file_id: str) -> AESGCM:
 
 def _release_info(file_id: str, nonce: bytes) -> bytes:
     return _RELEASE_INFO + b"|" + file_id.encode() + b"|" + nonce
-
-
-def _binding(file_id: str, path: str) -> bytes:
-    return b"kaiyuan-data-key|" + file_id.encode() + b"|" + path.encode("utf-8")
 
 
 # --- the container's pieces --------------------------------------------------------------------

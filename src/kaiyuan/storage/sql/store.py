@@ -44,6 +44,7 @@ from kaiyuan.storage.sql.gating_rows import GatingRows
 from kaiyuan.storage.sql.lineage_rows import LineageRows
 from kaiyuan.storage.sql.provenance_rows import ProvenanceRows
 from kaiyuan.storage.sql.scan_rows import ScanRows
+from kaiyuan.storage.sql.sealing_rows import SealingRows
 from kaiyuan.storage.sql.xet_rows import UsageRows, XetRows
 
 log = logging.getLogger("kaiyuan.storage")
@@ -134,6 +135,7 @@ class SqlSession(
     LineageRows,
     ProvenanceRows,
     ScanRows,
+    SealingRows,
 ):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection

@@ -105,6 +105,7 @@ tree_entries = Table(
     Column("sha256", String(64), nullable=True),
     Column("lfs", Boolean, nullable=False),
     ForeignKeyConstraint(["tree_sha"], ["trees.sha"], ondelete="CASCADE"),
+    Index("ix_tree_entries_sha256", "sha256"),  # which trees name a content (sealing's purge)
 )
 
 # Content known to the hub. With `xet_hash` set the bytes live as Xet chunks (`terms`: 40 bytes
@@ -331,4 +332,69 @@ revision_signatures = Table(
     Column("key_id", String(64), nullable=False),
     Column("bundle", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Sealed repositories. A policy says which paths are sealed and who may have their keys; a
+# sealed file is named by its ciphertext's sha256 and keeps its data key only wrapped by a KEK.
+sealing_policies = Table(
+    "sealing_policies",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("patterns", Text, nullable=False),  # JSON list of file patterns
+    Column("attestation", String(16), nullable=False),
+    Column("allowed", Text, nullable=False),  # JSON list of users and organisations
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(96), nullable=False),
+)
+
+sealed_files = Table(
+    "sealed_files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("file_id", String(32), nullable=False, unique=True),
+    Column("path", Text, nullable=False),
+    Column("plaintext_sha256", String(64), nullable=False),
+    Column("plaintext_size", BigInteger, nullable=False),
+    Column("kek_id", String(64), nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("sealed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_sealed_files_kek", "kek_id"),
+)
+
+# Every key request, released or refused: the audit log of a sealed repository.
+key_releases = Table(
+    "key_releases",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user", String(96), nullable=False),
+    Column("token_id", String(64), nullable=False),
+    Column("revision", String(255), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("paths", Text, nullable=False),  # JSON list
+    Column("file_ids", Text, nullable=False),  # JSON list
+    Column("address", String(64), nullable=False),
+    Index("ix_key_releases_repo", "repo_pk", "pk"),
+)
+
+# Challenge nonces a key request must be bound to: single use, short lived.
+sealing_challenges = Table(
+    "sealing_challenges",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("user", String(96), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Users or organisations whose key requests a sealed repository refuses from now on.
+sealing_revocations = Table(
+    "sealing_revocations",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("subject", String(96), primary_key=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_by", String(96), nullable=False),
 )
