@@ -15,6 +15,7 @@ from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.distribution.attestation import load_verifier
 from kaiyuan.services.distribution.keyring import load_key_ring
+from kaiyuan.services.distribution.publisher import PublisherSignatures
 from kaiyuan.services.distribution.scan import ScanLimits
 from kaiyuan.services.distribution.scanning import ScanService
 from kaiyuan.services.distribution.sealed_repos import SealingService
@@ -67,6 +68,7 @@ class Hub:
     scanning: ScanService
     signing: SigningService
     sealing: SealingService
+    publishers: PublisherSignatures
 
     def close(self) -> None:
         self.metadata.close()
@@ -200,6 +202,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         scanning=scanning,
         signing=signing,
         sealing=sealing,
+        publishers=PublisherSignatures(metadata, contents, cache),
     )
 
 

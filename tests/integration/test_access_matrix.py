@@ -187,6 +187,7 @@ ENDPOINTS = [
     Endpoint("provenance", False, "GET", "/api/provenance/models/{repo}"),
     Endpoint("content scans", False, "GET", "/api/scans/models/{repo}"),
     Endpoint("revision signature", False, "GET", "/api/signatures/models/{repo}"),
+    Endpoint("sealed files", False, "GET", "/api/sealing/models/{repo}"),
     Endpoint("tree with scan verdicts", False, "GET", "/api/models/{repo}/tree/main?expand=true"),
     # comparing reads the weights, so a gated model's are compared only for those who may download
     Endpoint(
@@ -200,6 +201,9 @@ ENDPOINTS = [
     ),
     # the licence audit is for the namespace's writers, like the access requests it records
     Endpoint("licence acceptances", True, "GET", "/api/licence-acceptances/models/{repo}"),
+    # so are a sealed repository's key-release log and revocations
+    Endpoint("key-release audit", True, "GET", "/api/sealing/models/{repo}/releases"),
+    Endpoint("key revocations", True, "GET", "/api/sealing/models/{repo}/revocations"),
     # reads: the web pages (a gated repository shows its pages; only the files are withheld)
     Endpoint("card page", False, "GET", "/{repo}", web=True),
     Endpoint("files page", False, "GET", "/{repo}/tree/main", web=True),
@@ -242,6 +246,13 @@ ENDPOINTS = [
         "LFS batch upload", True, "POST", "/{repo}.git/info/lfs/objects/batch", _batch("upload")
     ),
     Endpoint("xet write token", True, "GET", "/api/models/{repo}/xet-write-token/main"),
+    Endpoint(
+        "sealing policy",
+        True,
+        "PUT",
+        "/api/sealing/models/{repo}",
+        lambda _n: {"json": {"patterns": ["*.never-committed"]}},
+    ),
     Endpoint(
         "delete repo",
         True,

@@ -107,6 +107,14 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
         "/api/scans/{kind}/{namespace}/{name}",
         "/api/signatures/{kind}/{namespace}/{name}",
         "/api/signing/key",
+        "/api/signing/keys/{namespace}",
+        "/api/signing/keys/{namespace}/{key_id}",
+        "/api/sealing/{kind}/{namespace}/{name}",
+        "/api/sealing/{kind}/{namespace}/{name}/challenge",
+        "/api/sealing/{kind}/{namespace}/{name}/keys",
+        "/api/sealing/{kind}/{namespace}/{name}/releases",
+        "/api/sealing/{kind}/{namespace}/{name}/revocations",
+        "/api/sealing/{kind}/{namespace}/{name}/revocations/{subject}",
     }
 
 

@@ -113,6 +113,11 @@ def open_for(hub: ServerInfo, published: Published, token: str, cache: Path, **e
     )
 
 
+def load_all(model: Any) -> None:
+    with model:
+        model.load()
+
+
 def grant(hub: ServerInfo, repo_id: str, user_token: str, user: str) -> None:
     asked = httpx.post(
         f"{hub.url}/api/models/{repo_id}/ask-access",
@@ -321,8 +326,7 @@ def test_a_tampered_chunk_fails(hub: ServerInfo, published: Published, tmp_path:
     path.chmod(0o644)
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="fails its check"):
-        with open_for(hub, published, hub.bob, tmp_path / "c", local_dir=local) as model:
-            model.load()
+        load_all(open_for(hub, published, hub.bob, tmp_path / "c", local_dir=local))
 
 
 def test_kek_rotation_rewraps_and_retires(
@@ -369,3 +373,37 @@ def test_bad_requests_get_clear_errors(hub: ServerInfo, published: Published) ->
     )
     assert challenge.status_code == 400 and "not a sealed" in challenge.json()["error"]
     assert os.environ.get("KAIYUAN_ATTESTATION_CA") is None  # the server's, not this process's
+
+
+def test_a_publishers_signature_of_the_plaintext_verifies_once_sealed(
+    hub: ServerInfo, published: Published, tmp_path: Path
+) -> None:
+    import shutil
+
+    from model_signing import signing
+
+    from tests.integration.test_signing_hub import publisher_key
+
+    private, public = publisher_key(tmp_path)
+    added = httpx.post(
+        f"{hub.url}/api/signing/keys/acme", json={"public_key": public}, headers=auth(hub.alice)
+    )
+    assert added.status_code == 200
+    folder = tmp_path / "signed"
+    shutil.copytree(published.folder, folder)
+    signing.Config().use_elliptic_key_signer(private_key=private).sign(folder, folder / "model.sig")
+    repo_id = f"acme/sealed-signed-{uuid.uuid4().hex[:6]}"
+    owner = HfApi(endpoint=hub.url, token=hub.alice)
+    owner.create_repo(repo_id)
+    assert (
+        httpx.put(
+            f"{hub.url}/api/sealing/models/{repo_id}",
+            json={"patterns": ["*.safetensors"]},
+            headers=auth(hub.alice),
+        ).status_code
+        == 200
+    )
+    owner.upload_folder(repo_id=repo_id, folder_path=folder)
+    found = httpx.get(f"{hub.url}/api/signatures/models/{repo_id}").json()["publisher"]
+    # The publisher signed the plaintext; the hub stores ciphertext and still checks it.
+    assert found["status"] == "verified", found

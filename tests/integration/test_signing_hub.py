@@ -164,3 +164,103 @@ def test_signatures_follow_read_access(hub: ServerInfo) -> None:
     assert httpx.get(url, headers=auth(hub.alice)).status_code == 200  # signed lazily
     assert httpx.get(url, headers=auth(hub.bob)).status_code == 404
     assert httpx.get(url).status_code in {401, 404}
+
+
+def publisher_key(folder: Path) -> tuple[Path, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    path = folder / "publisher.pem"
+    path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return path, public.decode()
+
+
+def signed_by_publisher(folder: Path, private: Path) -> None:
+    from model_signing import signing
+
+    signing.Config().use_elliptic_key_signer(private_key=private).sign(folder, folder / "model.sig")
+
+
+def publisher_status(hub: ServerInfo, repo_id: str) -> dict[str, object] | None:
+    answer = httpx.get(f"{hub.url}/api/signatures/models/{repo_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["publisher"]
+
+
+def test_a_publishers_own_signature_is_checked_against_the_namespaces_keys(
+    hub: ServerInfo, tmp_path: Path
+) -> None:
+    private, public = publisher_key(tmp_path)
+    keys = f"{hub.url}/api/signing/keys/acme"
+    assert httpx.post(keys, json={"public_key": public}, headers=auth(hub.bob)).status_code == 403
+    added = httpx.post(keys, json={"public_key": public}, headers=auth(hub.alice))
+    assert added.status_code == 200, added.text
+    [registered] = added.json()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "model.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{}      ")
+    signed_by_publisher(folder, private)
+    api = HfApi(endpoint=hub.url, token=hub.alice)
+    repo_id = f"acme/published-{uuid.uuid4().hex[:8]}"
+    api.create_repo(repo_id)
+    api.upload_folder(repo_id=repo_id, folder_path=folder)
+    found = publisher_status(hub, repo_id)
+    assert found is not None
+    assert found["status"] == "verified" and found["key_id"] == registered["key_id"]
+    cli = kaiyuan(hub, repo_id)
+    assert cli.returncode == 0 and "publisher signature: verified" in cli.stdout
+    # A file added without signing again: the signature no longer covers the revision.
+    api.upload_file(repo_id=repo_id, path_or_fileobj=b"# card\n", path_in_repo="README.md")
+    found = publisher_status(hub, repo_id)
+    assert found is not None and found["status"] == "mismatch"
+    assert "in the revision but not signed: README.md" in str(found["detail"])
+    # Once the key is removed, nobody the namespace trusts made the signature.
+    gone = httpx.delete(f"{keys}/{registered['key_id']}", headers=auth(hub.alice))
+    assert gone.status_code == 200 and gone.json() == []
+    found = publisher_status(hub, repo_id)
+    assert found is not None and found["status"] == "unknown-key"
+    api.upload_file(repo_id=repo_id, path_or_fileobj=b"not a bundle", path_in_repo="model.sig")
+    found = publisher_status(hub, repo_id)
+    assert found is not None and found["status"] == "unreadable"
+
+
+def test_publisher_keys_refuse_garbage(hub: ServerInfo) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    keys = f"{hub.url}/api/signing/keys/acme"
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    ed_pem = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    for body in (
+        {"public_key": "hello"},
+        {"public_key": rsa_pem.decode()},
+        {"public_key": ed_pem.decode()},
+        {"public_key": "-----BEGIN PUBLIC KEY-----\n" + "A" * 3000},
+        {"public_key": 5},
+        {},
+    ):
+        answer = httpx.post(keys, json=body, headers=auth(hub.alice))
+        assert answer.status_code == 400, (body, answer.text)
+        assert answer.json()["error"]
+    missing = httpx.delete(f"{keys}/{'0' * 64}", headers=auth(hub.alice))
+    assert missing.status_code == 404
+    assert httpx.get(keys).status_code == 200

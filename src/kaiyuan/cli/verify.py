@@ -117,3 +117,9 @@ def _from_hub(client: HubClient, repo: str, local_dir: Path | None, key: Path | 
         f"verified: {repo_id}@{found['revision'][:12]}, {len(files)} files in {where}, "
         f"signed by key {found['key_id'][:16]}…\n"
     )
+    own = found.get("publisher")
+    if isinstance(own, dict):
+        # The hub's check of the publisher's own model.sig (against the namespace's keys);
+        # check it yourself with --local-dir DIR --signature DIR/model.sig --key THEIR.pem.
+        key_id = f" by key {str(own.get('key_id'))[:16]}…" if own.get("key_id") else ""
+        sys.stdout.write(f"publisher signature: {own.get('status')}{key_id}: {own.get('detail')}\n")

@@ -168,6 +168,26 @@ class SealedCheckpoint:
         self._reader.read_into(self._data_start, _memory(buffer), _THREADS)
         return {name: self._view_of(buffer, t) for name, t in self._tensors.items()}
 
+    def load_into(self, targets: Mapping[str, Any]) -> None:
+        """Decrypt tensors straight into existing arrays or tensors (a model's parameters).
+
+        Each target must have its tensor's shape and byte size and be contiguous; names not in
+        `targets` are skipped. Every chunk is decrypted once, into the memory it belongs in.
+        """
+        pieces: list[tuple[int, memoryview]] = []
+        for name, target in targets.items():
+            tensor = self.info(name)
+            if tuple(target.shape) != tensor.shape or _nbytes(target) != tensor.end - tensor.begin:
+                raise InvalidInputError(
+                    f"{name}: the target is {tuple(target.shape)} of {_nbytes(target)} bytes; "
+                    f"the sealed tensor is {tensor.shape} of {tensor.end - tensor.begin}"
+                )
+            if not _is_host(target):
+                self._staged(tensor, into=target)
+                continue
+            pieces.append((self._data_start + tensor.begin, _bytes_of(target)))
+        self._reader.scatter(pieces, _THREADS)
+
     def close(self) -> None:
         self._reader = None  # type: ignore[assignment]
         view, self._view = getattr(self, "_view", None), None  # type: ignore[assignment]
@@ -230,16 +250,18 @@ class SealedCheckpoint:
             raw = raw.clone()  # a misaligned tensor gets its own aligned copy
         return raw.view(dtype).reshape(tensor.shape)
 
-    def _staged(self, tensor: TensorInfo) -> Any:
+    def _staged(self, tensor: TensorInfo, into: Any = None) -> Any:
         """A device tensor filled a slice at a time through a wiped pinned buffer."""
         import torch  # noqa: PLC0415
 
         dtype = self._dtype(tensor)
-        target = torch.empty(tensor.shape, dtype=dtype, device=self._device)
+        target = into
+        if target is None:
+            target = torch.empty(tensor.shape, dtype=dtype, device=self._device)
         flat = target.view(-1).view(torch.uint8) if target.numel() else target
         total = tensor.end - tensor.begin
         stage = torch.empty(min(self._stage_bytes, max(total, 1)), dtype=torch.uint8)
-        if stage.device.type == "cpu" and torch.device(self._device).type == "cuda":
+        if target.device.type == "cuda":
             stage = stage.pin_memory()
         try:
             done = 0
@@ -251,8 +273,8 @@ class SealedCheckpoint:
                 )
                 flat[done : done + take].copy_(window)
                 done += take
-            if torch.device(self._device).type == "cuda":
-                torch.cuda.synchronize(self._device)
+            if target.device.type == "cuda":
+                torch.cuda.synchronize(target.device)
         finally:
             stage.zero_()
         return target
@@ -262,10 +284,24 @@ def _memory(array: np.ndarray[Any, Any]) -> memoryview:
     return memoryview(array)  # type: ignore[arg-type] # numpy arrays are buffers
 
 
+def _nbytes(array: Any) -> int:
+    return (
+        int(array.nbytes) if isinstance(array, np.ndarray) else array.numel() * array.element_size()
+    )
+
+
+def _is_host(array: Any) -> bool:
+    return isinstance(array, np.ndarray) or array.device.type == "cpu"
+
+
 def _bytes_of(array: Any) -> memoryview:
-    """The writable bytes behind a numpy array or CPU torch tensor."""
+    """The writable bytes behind a contiguous numpy array or CPU torch tensor."""
     if isinstance(array, np.ndarray):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise InvalidInputError("a target array must be contiguous and writable")
         return _memory(array.reshape(-1).view(np.uint8))
+    if not array.is_contiguous():
+        raise InvalidInputError("a target tensor must be contiguous")
     import torch  # noqa: PLC0415
 
     if array.numel() == 0:
@@ -303,6 +339,14 @@ class SealedModel:
 
     def get_tensor(self, name: str) -> Any:
         return self._where[name].get_tensor(name)
+
+    def load_into(self, targets: Mapping[str, Any]) -> None:
+        """Decrypt into existing tensors (see `SealedCheckpoint.load_into`); unknown names fail."""
+        unknown = sorted(set(targets) - set(self._where))
+        if unknown:
+            raise KeyError(unknown[0])
+        for checkpoint in self.checkpoints:
+            checkpoint.load_into({k: v for k, v in targets.items() if k in checkpoint})
 
     def load(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}

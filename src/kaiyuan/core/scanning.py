@@ -77,3 +77,32 @@ class RevisionSignature:
     key_id: str  # SHA-256 of the signing public key's PEM (the OMS key hint)
     bundle: bytes  # the Sigstore bundle JSON
     created_at: datetime
+
+
+class PublisherStatus(enum.Enum):
+    """What the hub found checking a publisher's own signature (`model.sig`) of a revision."""
+
+    VERIFIED = "verified"  # a key registered for the namespace signed exactly these files
+    MISMATCH = "mismatch"  # a registered key signed it, but the files differ
+    UNKNOWN_KEY = "unknown-key"  # no key registered for the namespace made this signature
+    UNREADABLE = "unreadable"  # not an OMS bundle the hub can check (or not files + sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherKey:
+    """A public key a namespace registered for its publishers' OMS signatures."""
+
+    namespace: str
+    key_id: str  # SHA-256 of the public key's PEM (SubjectPublicKeyInfo)
+    public_pem: bytes
+    added_by: str
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSignature:
+    path: str
+    status: PublisherStatus
+    key_id: str = ""
+    detail: str = ""
+    subject: str = ""  # the model name the bundle names

@@ -51,10 +51,16 @@ class Policy(BaseModel):
     updated_by: str = ""
 
 
+_PATTERN = r"^[^\x00-\x1f]*[^\s\x00-\x1f][^\x00-\x1f]*$"  # printable, not only spaces
+_ACCOUNT = NAME["json_schema_extra"]["pattern"]
+
+
 class PolicyBody(BaseModel):
-    patterns: list[Annotated[str, Field(max_length=200)]] = Field(min_length=1, max_length=32)
+    patterns: list[Annotated[str, Field(min_length=1, max_length=200, pattern=_PATTERN)]] = Field(
+        min_length=1, max_length=32
+    )
     attestation: Literal["none", "required"] = "none"
-    allowed: list[Annotated[str, Field(max_length=96)]] = Field(
+    allowed: list[Annotated[str, Field(min_length=1, max_length=96, pattern=_ACCOUNT)]] = Field(
         default_factory=list, max_length=200
     )
 
@@ -81,15 +87,18 @@ class ChallengeOut(BaseModel):
 
 class KeyBody(BaseModel):
     public_key: str = Field(
-        max_length=64, description="The caller's ephemeral X25519 public key, raw, base64."
+        pattern=r"^[A-Za-z0-9+/]{43}=$",
+        description="The caller's ephemeral X25519 public key, raw (32 bytes), base64.",
     )
-    nonce: str = Field(max_length=64, description="From the challenge.")
+    nonce: str = Field(pattern=r"^[0-9a-f]{64}$", description="From the challenge.")
     revision: str | None = Field(default=None, max_length=256)
-    paths: list[Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=list, max_length=MAX_FILES_PER_RELEASE
-    )
+    paths: list[
+        Annotated[str, Field(max_length=1024, json_schema_extra={"format": "repo-path"})]
+    ] = Field(default_factory=list, max_length=MAX_FILES_PER_RELEASE)
     evidence: dict[str, Any] | None = Field(
-        default=None, description="Attestation evidence (see docs/distribution.md)."
+        default=None,
+        max_length=MAX_EVIDENCE_ENTRIES,
+        description="Attestation evidence (see docs/distribution.md).",
     )
 
 
@@ -215,8 +224,6 @@ async def keys(request: Request, kind: Kind, namespace: Namespace, name: Name) -
     """The data keys of a revision's sealed files, if the repository's policy allows."""
     principal = await caller(request)
     body = await read_model(request, KeyBody)
-    if body.evidence is not None and len(body.evidence) > MAX_EVIDENCE_ENTRIES:
-        raise InvalidInputError("attestation evidence has too many entries")
     try:
         public_key = base64.b64decode(body.public_key, validate=True)
     except (binascii.Error, ValueError):

@@ -31,7 +31,7 @@ from kaiyuan.core.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from kaiyuan.core.ids import RepoId, RepoKind, validate_path
+from kaiyuan.core.ids import RepoId, RepoKind, validate_name, validate_path
 from kaiyuan.core.models import BlobInfo, FileEntry, Principal, Repo
 from kaiyuan.core.ports import BlobStore, MetadataSession, MetadataStore
 from kaiyuan.core.scanning import FileScan
@@ -61,7 +61,6 @@ _PUBLIC_KEY_BYTES = 32
 _NONCE = re.compile(r"[0-9a-f]{64}")
 _ANONYMOUS = "(anonymous)"
 _SEALED_FINDING = "sealed: the verdict on the plaintext, scanned before sealing"
-_MAX_NAME = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,8 +405,7 @@ class SealingService:
 
         Keys already released stay with whoever holds them: only future loads are stopped.
         """
-        if not subject or len(subject) > _MAX_NAME:
-            raise InvalidInputError("name the user or organisation to revoke")
+        validate_name(subject, "user or organisation")
         with self._store.session(write=True) as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             access.require_write(principal, repo_id.namespace)

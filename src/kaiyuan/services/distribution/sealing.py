@@ -22,11 +22,12 @@ in the clear.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -175,54 +176,83 @@ class SealedReader:
         return plain[skip : skip + length]
 
     def read_into(self, offset: int, out: memoryview, threads: int = 1) -> None:
-        """Plaintext [offset, offset + len(out)) decrypted straight into `out`.
+        """Plaintext [offset, offset + len(out)) decrypted straight into `out` (see scatter)."""
+        self.scatter([(offset, out)], threads)
 
-        Whole chunks decrypt in place (no copy); only a partial chunk at either end goes
-        through a temporary buffer. With `threads` > 1 the chunks are split among threads
-        (AES-GCM releases the GIL). IntegrityError if any chunk fails its check; `out` then
-        holds nothing the caller may use.
+    def scatter(self, pieces: Sequence[tuple[int, memoryview]], threads: int = 1) -> None:
+        """Plaintext ranges decrypted into their buffers: (offset, buffer) pairs, disjoint.
+
+        Each chunk is decrypted once, whatever number of buffers it feeds. A chunk that lies
+        within one buffer decrypts in place (no copy); one shared by several (or cut by a
+        buffer's end) goes through a temporary buffer. With `threads` > 1 the chunks are split
+        among threads (AES-GCM releases the GIL). IntegrityError if any chunk fails its check;
+        the buffers then hold nothing the caller may use.
         """
-        out = out.cast("B") if out.format != "B" else out
-        length = len(out)
-        if offset < 0 or offset + length > self.size:
-            raise InvalidInputError(f"{length} bytes at {offset} run past the sealed file")
-        if length == 0:
+        spans = sorted(
+            ((offset, view.cast("B") if view.format != "B" else view) for offset, view in pieces),
+            key=lambda piece: piece[0],
+        )
+        spans = [(offset, view) for offset, view in spans if len(view)]
+        position = 0
+        for offset, view in spans:
+            if offset < position or offset + len(view) > self.size:
+                raise InvalidInputError(
+                    f"{len(view)} bytes at {offset} overlap another range or run past the file"
+                )
+            position = offset + len(view)
+        if not spans:
             return
         size = self.header.chunk_size
-        first, last = offset // size, (offset + length - 1) // size
-        if threads <= 1 or last - first < threads:
-            self._decrypt_range(first, last + 1, offset, out)
+        wanted = sorted(
+            {
+                index
+                for offset, view in spans
+                for index in range(offset // size, (offset + len(view) - 1) // size + 1)
+            }
+        )
+        starts = [offset for offset, _ in spans]
+        if threads <= 1 or len(wanted) < 2 * threads:
+            self._decrypt_chunks(wanted, spans, starts)
             return
-        bounds = [first + (last + 1 - first) * k // threads for k in range(threads + 1)]
+        count = len(wanted)
+        groups = [wanted[count * k // threads : count * (k + 1) // threads] for k in range(threads)]
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for done in [
-                pool.submit(self._decrypt_range, bounds[k], bounds[k + 1], offset, out)
-                for k in range(threads)
-            ]:
+            for done in [pool.submit(self._decrypt_chunks, g, spans, starts) for g in groups]:
                 done.result()
 
-    def _decrypt_range(self, first: int, stop: int, offset: int, out: memoryview) -> None:
-        """Chunks [first, stop) into the parts of `out` (plaintext from `offset`) they cover."""
+    def _decrypt_chunks(
+        self, indexes: list[int], spans: list[tuple[int, memoryview]], starts: list[int]
+    ) -> None:
         header, size = self.header, self.header.chunk_size
-        end = offset + len(out)
-        for index in range(first, stop):
+        for index in indexes:
             begin = index * size
             plain = min(size, header.plaintext_size - begin)
+            stop = begin + plain
             sealed = self._read_at(header.data_start + index * (size + TAG), plain + TAG)
+            # the spans this chunk touches: from the last one starting at or before it
+            first = max(0, bisect.bisect_right(starts, begin) - 1)
+            touched = []
+            for offset, view in spans[first:]:
+                if offset >= stop:
+                    break
+                if offset + len(view) > begin:
+                    touched.append((offset, view))
             nonce, aad = _nonce(index), _aad(header, index)
             try:
-                if begin >= offset and begin + plain <= end:
-                    target = out[begin - offset : begin - offset + plain]
+                if len(touched) == 1 and _covers(touched[0], begin, stop):
+                    offset, view = touched[0]
+                    target = view[begin - offset : stop - offset]
                     self._cipher.decrypt_into(nonce, sealed, aad, target)
-                else:
-                    whole = self._cipher.decrypt(nonce, sealed, aad)
-                    lo, hi = max(begin, offset), min(begin + plain, end)
-                    out[lo - offset : hi - offset] = whole[lo - begin : hi - begin]
+                    continue
+                whole = self._cipher.decrypt(nonce, sealed, aad)
             except InvalidTag:
                 raise IntegrityError(
                     f"sealed chunk {index} of {header.path} fails its check (tampered, reordered "
                     "or the wrong key)"
                 ) from None
+            for offset, view in touched:
+                lo, hi = max(begin, offset), min(stop, offset + len(view))
+                view[lo - offset : hi - offset] = whole[lo - begin : hi - begin]
 
     def stream(self, chunks_at_once: int = 16) -> Iterator[bytes]:
         """The whole plaintext in order, several chunks per read."""
@@ -312,6 +342,11 @@ def _header(raw: bytes) -> SealedHeader:
 
 def _natural(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
+
+
+def _covers(span: tuple[int, memoryview], begin: int, stop: int) -> bool:
+    offset, view = span
+    return offset <= begin and offset + len(view) >= stop
 
 
 def _nonce(index: int) -> bytes:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from model_signing import hashing, manifest, verifying
 from model_signing._hashing import hashing as digests
 from model_signing._signing import sign_ec_key
+from model_signing._signing import sign_sigstore_pb as sigstore_pb
 from model_signing._signing import signing as oms
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
@@ -134,6 +135,36 @@ def verify_directory(folder: pathlib.Path, bundle: bytes, public_pem: bytes) -> 
             raise IntegrityError(f"signature check failed: {str(exc)[:2000]}") from None
         except (KeyError, TypeError) as exc:  # a bundle that is not an OMS bundle
             raise IntegrityError(f"not a readable OMS signature: {exc}") from None
+
+
+def verified_manifest(bundle: bytes, public_pem: bytes) -> tuple[str, dict[str, str]]:
+    """The model name and files (path → sha256) of a bundle the key signed.
+
+    IntegrityError if the key did not sign it; InvalidInput if it is not an OMS bundle of
+    whole-file SHA-256 digests (the only kind the hub can compare with what it stores).
+    """
+    with _key_file(public_pem) as public, _key_file(bundle) as signature:
+        try:
+            verifier = sign_ec_key.Verifier(public)
+            found = verifier.verify(sigstore_pb.Signature.read(signature))
+        except (InvalidSignature, ValueError) as exc:
+            if "signature" in str(exc).lower() or isinstance(exc, InvalidSignature):
+                raise IntegrityError("the key did not sign this bundle") from None
+            raise InvalidInputError(f"not an OMS bundle: {str(exc)[:300]}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"not an OMS bundle: {str(exc)[:300]}") from None
+    method = found.serialization_type
+    if method.get("method") != "files" or method.get("hash_type") != "sha256":
+        raise InvalidInputError(
+            f"signed as {method.get('method')}/{method.get('hash_type')}; the hub compares "
+            "only whole-file SHA-256 manifests (check it with kaiyuan verify --local-dir)"
+        )
+    files = {}
+    for item in found.resource_descriptors():
+        if item.digest.algorithm != "sha256":
+            raise InvalidInputError(f"{item.identifier} is not hashed with SHA-256")
+        files[str(item.identifier)] = item.digest.digest_hex
+    return found.model_name, files
 
 
 def manifest_of(bundle: bytes) -> dict[str, str]:

@@ -12,6 +12,7 @@ from kaiyuan.core.scanning import (
     FileScan,
     ImportSafety,
     PickleImport,
+    PublisherKey,
     RevisionSignature,
     ScanStatus,
 )
@@ -99,3 +100,47 @@ class ScanRows:
         return RevisionSignature(
             row.commit, row.signer, row.key_id, row.bundle.encode("utf-8"), as_utc(row.created_at)
         )
+
+    def add_publisher_key(self, key: PublisherKey) -> bool:
+        """Register a key for a namespace; False if it already is."""
+        table = t.publisher_keys
+        found = self._c.execute(
+            select(table.c.key_id).where(
+                table.c.namespace == key.namespace, table.c.key_id == key.key_id
+            )
+        ).first()
+        if found is not None:
+            return False
+        self._c.execute(
+            insert(table).values(
+                namespace=key.namespace,
+                key_id=key.key_id,
+                public_pem=key.public_pem.decode("ascii"),
+                added_by=key.added_by,
+                added_at=key.added_at,
+            )
+        )
+        return True
+
+    def publisher_keys(self, namespace: str) -> list[PublisherKey]:
+        table = t.publisher_keys
+        rows = self._c.execute(
+            select(table).where(table.c.namespace == namespace).order_by(table.c.added_at)
+        )
+        return [
+            PublisherKey(
+                row.namespace,
+                row.key_id,
+                row.public_pem.encode("ascii"),
+                row.added_by,
+                as_utc(row.added_at),
+            )
+            for row in rows
+        ]
+
+    def remove_publisher_key(self, namespace: str, key_id: str) -> bool:
+        table = t.publisher_keys
+        result = self._c.execute(
+            delete(table).where(table.c.namespace == namespace, table.c.key_id == key_id)
+        )
+        return result.rowcount == 1

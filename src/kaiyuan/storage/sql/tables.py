@@ -398,3 +398,14 @@ sealing_revocations = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=False),
     Column("revoked_by", String(96), nullable=False),
 )
+
+# Public keys a namespace registered for its publishers' own OMS signatures (`model.sig`).
+publisher_keys = Table(
+    "publisher_keys",
+    metadata,
+    Column("namespace", String(96), primary_key=True),
+    Column("key_id", String(64), primary_key=True),
+    Column("public_pem", Text, nullable=False),
+    Column("added_by", String(96), nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
