@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from kaiyuan.client.sealed import SealedCheckpoint  # noqa: E402
+from kaiyuan.client.sealed_checkpoint import SealedCheckpoint  # noqa: E402
 from kaiyuan.services.distribution.scan import ScanLimits, scan  # noqa: E402
 from kaiyuan.services.distribution.sealing import new_data_key, seal  # noqa: E402
 

@@ -142,20 +142,6 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         max_card_bytes=settings.max_card_bytes,
         external_models=settings.external_model_patterns,
     )
-    provenance = ProvenanceService(
-        metadata,
-        contents,
-        cache,
-        licensing,
-        ProvenanceLimits(candidates=settings.provenance_candidates),
-    )
-    signing = SigningService(metadata, cache, load_or_create_key(settings.data_dir))
-    scanning = ScanService(
-        metadata,
-        contents,
-        refuse=frozenset(ScanStatus(v) for v in settings.scan_refused),
-        limits=ScanLimits(max_unpacked_bytes=settings.scan_max_unpacked_bytes),
-    )
     sealing = SealingService(
         metadata,
         blobs,
@@ -168,6 +154,22 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
             settings.accepted_measurements,
             settings,
         ),
+    )
+    provenance = ProvenanceService(
+        metadata,
+        contents,
+        cache,
+        licensing,
+        ProvenanceLimits(candidates=settings.provenance_candidates),
+        unseal=sealing.unseal,
+    )
+    signing = SigningService(metadata, cache, load_or_create_key(settings.data_dir))
+    scanning = ScanService(
+        metadata,
+        contents,
+        refuse=frozenset(ScanStatus(v) for v in settings.scan_refused),
+        limits=ScanLimits(max_unpacked_bytes=settings.scan_max_unpacked_bytes),
+        unseal=sealing.unseal,
     )
     return Hub(
         settings=settings,

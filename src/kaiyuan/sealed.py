@@ -8,14 +8,8 @@ The endpoint and token default to huggingface_hub's (`HF_ENDPOINT`, `HF_TOKEN`).
 docs/distribution.md.
 """
 
-from kaiyuan.client.sealed import (
-    Evidence,
-    SealedCheckpoint,
-    SealedModel,
-    from_pretrained,
-    load,
-    open_sealed,
-)
+from kaiyuan.client.sealed import Evidence, SealedModel, from_pretrained, load, open_sealed
+from kaiyuan.client.sealed_checkpoint import SealedCheckpoint
 
 __all__ = [
     "Evidence",

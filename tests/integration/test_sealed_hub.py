@@ -407,3 +407,32 @@ def test_a_publishers_signature_of_the_plaintext_verifies_once_sealed(
     found = httpx.get(f"{hub.url}/api/signatures/models/{repo_id}").json()["publisher"]
     # The publisher signed the plaintext; the hub stores ciphertext and still checks it.
     assert found["status"] == "verified", found
+
+
+def test_the_hub_reads_sealed_weights_in_memory_for_provenance_and_scans(
+    hub: ServerInfo, published: Published
+) -> None:
+    from kaiyuan.bootstrap import build_hub
+    from kaiyuan.config import Settings
+    from kaiyuan.services.distribution.scanning import SEALED_FINDING
+    from tests.integration.test_provenance_hub import provenance
+
+    sealed_view = provenance(hub, published.repo_id)
+    assert sealed_view["status"] == "done", sealed_view
+    # A plain copy of the same weights is recognised as the sealed model's, from the weights.
+    copy = f"acme/plain-copy-{uuid.uuid4().hex[:6]}"
+    owner = HfApi(endpoint=hub.url, token=hub.alice)
+    owner.create_repo(copy)
+    owner.upload_folder(repo_id=copy, folder_path=published.folder)
+    copy_view = provenance(hub, copy)
+    assert copy_view["status"] == "done"
+    assert published.repo_id in str(copy_view["matches"]), copy_view["matches"]
+    # The scanner too judges a sealed file by its plaintext, decrypted in memory.
+    listing = httpx.get(f"{hub.url}/api/sealing/models/{published.repo_id}").json()
+    local = build_hub(Settings(data_dir=hub.data_dir, fsync=False), migrate=False)
+    try:
+        found = local.scanning.scan_content(listing["files"][0]["sha256"])
+    finally:
+        local.close()
+    assert found.status.value == "safe" and found.format == "safetensors"
+    assert found.findings[0] == SEALED_FINDING

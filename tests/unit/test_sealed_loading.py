@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
-from kaiyuan.client.sealed import SealedCheckpoint
+from kaiyuan.client.sealed_checkpoint import SealedCheckpoint
 from kaiyuan.core.errors import IntegrityError, InvalidInputError, UnsupportedError
 from kaiyuan.services.distribution.sealing import SealedReader, new_data_key, seal
 

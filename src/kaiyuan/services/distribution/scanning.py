@@ -8,8 +8,9 @@ branch, another repository) is not scanned again.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kaiyuan.core.errors import PolicyViolationError
 from kaiyuan.core.ports import MetadataStore
@@ -17,6 +18,10 @@ from kaiyuan.core.scanning import FileScan, ScanStatus
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.distribution.scan import SCANNER, ScanLimits, scan
+from kaiyuan.services.distribution.sealing import PlaintextFile, SealedReader
+
+_READ_BUFFER = 1024 * 1024
+SEALED_FINDING = "sealed: scanned in memory, by its plaintext"
 
 
 class ScanService:
@@ -28,7 +33,9 @@ class ScanService:
         refuse: frozenset[ScanStatus] = frozenset({ScanStatus.UNSAFE}),
         limits: ScanLimits | None = None,
         clock: Clock = utc_now,
+        unseal: Callable[[str], SealedReader | None] = lambda _: None,
     ) -> None:
+        self._unseal = unseal
         self._store = store
         self._contents = contents
         self._refuse = refuse
@@ -85,7 +92,21 @@ class ScanService:
         return {sha: found for sha, found in stored.items() if found.scanner == SCANNER}
 
     def scan_content(self, sha256: str) -> FileScan:
-        """Scan one stored content now (not stored)."""
+        """Scan one stored content now (not stored); a sealed one by its plaintext, in memory."""
+        sealed = self._unseal(sha256)
+        if sealed is not None:
+            with io.BufferedReader(PlaintextFile(sealed), _READ_BUFFER) as handle:
+                found = scan(handle, sealed.size, sha256, self._limits)
+            findings = (SEALED_FINDING, *found.findings)
+            return FileScan(
+                sha256,
+                found.status,
+                found.format,
+                findings,
+                found.imports,
+                found.scanner,
+                self._clock(),
+            )
         size = self._contents.stat(sha256).size
         with self._contents.reader(sha256, size) as handle:
             found = scan(handle, size, sha256, self._limits)

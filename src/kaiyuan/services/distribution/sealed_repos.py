@@ -52,7 +52,13 @@ from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.commits import Operation, PutLfsFile, SealedPuts
 from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.distribution.attestation import report_data
-from kaiyuan.services.distribution.sealing import key_binding, new_data_key, seal, seal_for
+from kaiyuan.services.distribution.sealing import (
+    SealedReader,
+    key_binding,
+    new_data_key,
+    seal,
+    seal_for,
+)
 
 CHALLENGE_TTL = timedelta(minutes=5)
 MAX_FILES_PER_RELEASE = 1000
@@ -60,7 +66,7 @@ MAX_AUDIT_PAGE = 1000
 _PUBLIC_KEY_BYTES = 32
 _NONCE = re.compile(r"[0-9a-f]{64}")
 _ANONYMOUS = "(anonymous)"
-_SEALED_FINDING = "sealed: the verdict on the plaintext, scanned before sealing"
+_SEALED_FINDING = "sealed: the verdict on its plaintext, scanned before sealing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +253,24 @@ class SealingService:
             info.sha256, header.file_id, path, blob.sha256, blob.size, wrapped, self._clock()
         )
         return record, info
+
+    def unseal(self, sha256: str) -> SealedReader | None:
+        """The plaintext of a sealed content, or None when it is not sealed.
+
+        For the hub's own readers (the scanner, the fingerprint worker), in memory.
+        """
+        with self._store.session() as session:
+            found = session.sealed_files([sha256]).get(sha256)
+        if found is None:
+            return None
+        data_key = self._keys.unwrap(found.key, key_binding(found.file_id, found.path))
+        size = self._contents.stat(sha256).size
+        contents = self._contents
+
+        def read_at(offset: int, length: int) -> bytes:
+            return b"".join(contents.open(sha256, offset, offset + length))
+
+        return SealedReader(read_at, size, data_key, found.path)
 
     # --- what is sealed ---------------------------------------------------------------------
     def listing(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
 import json
 import re
 import secrets
@@ -254,6 +255,15 @@ class SealedReader:
                 lo, hi = max(begin, offset), min(stop, offset + len(view))
                 view[lo - offset : hi - offset] = whole[lo - begin : hi - begin]
 
+    def ranges(self, start: int, end: int, piece: int = 16 * 1024 * 1024) -> Iterator[bytes]:
+        """Plaintext [start, end) in pieces of at most `piece` bytes."""
+        if not 0 <= start <= end <= self.size:
+            raise InvalidInputError(f"range {start}:{end} is outside the sealed file")
+        while start < end:
+            take = min(piece, end - start)
+            yield self.read(start, take)
+            start += take
+
     def stream(self, chunks_at_once: int = 16) -> Iterator[bytes]:
         """The whole plaintext in order, several chunks per read."""
         index = 0
@@ -366,3 +376,32 @@ def _read_exactly(source: IO[bytes], size: int) -> bytes:
             raise InvalidInputError(f"the file ended {size - len(data)} bytes early")
         data += more
     return data
+
+
+class PlaintextFile(io.RawIOBase):
+    """A sealed file's plaintext as a read-only seekable file (decrypted as it is read)."""
+
+    def __init__(self, reader: SealedReader) -> None:
+        self._reader = reader
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._reader.size}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        take = max(0, min(len(buffer), self._reader.size - self._position))
+        if take:
+            self._reader.read_into(self._position, memoryview(buffer).cast("B")[:take])
+            self._position += take
+        return take

@@ -24,6 +24,7 @@ from kaiyuan.core.provenance import Fingerprint, FingerprintStatus, ProvenanceMa
 from kaiyuan.services import access, revisions, trees
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore
+from kaiyuan.services.distribution.sealing import SealedReader
 from kaiyuan.services.licensing.service import LicensingService
 from kaiyuan.services.provenance import evidence
 from kaiyuan.services.provenance.compare import METHOD, Comparison, Relation, compare
@@ -74,8 +75,10 @@ class ProvenanceService:
         *,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
+        unseal: Callable[[str], SealedReader | None] = lambda _: None,
     ) -> None:
         self._store = store
+        self._unseal = unseal
         self._contents = contents
         self._cache = cache
         self._licensing = licensing
@@ -276,6 +279,9 @@ class ProvenanceService:
 
         def open_file(path: str) -> WeightFile:
             entry = files[path]
+            sealed = self._unseal(entry.sha256) if entry.lfs else None
+            if sealed is not None:  # decrypted in memory as it is read
+                return RangedWeightFile(path, sealed.size, sealed.ranges)
             local = self._contents.whole_local_file(entry.sha256, entry.size)
             if local is not None:  # mapped in place: no copy out of the page cache
                 return LocalWeightFile(local, path)
@@ -285,6 +291,11 @@ class ProvenanceService:
 
         def read_small(path: str, limit: int) -> bytes:
             entry = files[path]
+            sealed = self._unseal(entry.sha256) if entry.lfs else None
+            if sealed is not None:
+                if sealed.size > limit:
+                    raise InvalidInputError(f"{path} is larger than {limit} bytes")
+                return sealed.read(0, sealed.size)
             if entry.size > limit:
                 raise InvalidInputError(f"{path} is larger than {limit} bytes")
             return b"".join(self._contents.open(entry.sha256))
