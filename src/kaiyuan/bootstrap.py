@@ -14,13 +14,14 @@ from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
 from kaiyuan.services.distribution.attestation import load_verifier
+from kaiyuan.services.distribution.key_release import KeyReleaseService
 from kaiyuan.services.distribution.keyring import load_key_ring
 from kaiyuan.services.distribution.publisher import PublisherSignatures
 from kaiyuan.services.distribution.scan import ScanLimits
 from kaiyuan.services.distribution.scanning import ScanService
 from kaiyuan.services.distribution.sealed_repos import SealingService
 from kaiyuan.services.distribution.signatures import SigningService
-from kaiyuan.services.distribution.signing import load_or_create_key
+from kaiyuan.services.distribution.signing import KEY_FILE, load_or_create_key
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.gating import GatingService
@@ -68,6 +69,7 @@ class Hub:
     scanning: ScanService
     signing: SigningService
     sealing: SealingService
+    key_release: KeyReleaseService
     publishers: PublisherSignatures
 
     def close(self) -> None:
@@ -79,7 +81,9 @@ def build_hub(settings: Settings, *, migrate: bool = True) -> Hub:
     metadata = SqlMetadataStore(settings.effective_database_url)
     if migrate:
         metadata.migrate()
-    return assemble(settings, metadata, _blob_store(settings))
+    hub = assemble(settings, metadata, _blob_store(settings))
+    hub.sealing.check_keys()  # a process whose key ring lacks KEKs in use stops here
+    return hub
 
 
 def migrate_database(settings: Settings) -> tuple[str | None, str | None, bool]:
@@ -142,12 +146,16 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         max_card_bytes=settings.max_card_bytes,
         external_models=settings.external_model_patterns,
     )
-    sealing = SealingService(
+    sealing_keys = load_key_ring(
+        settings.sealing_key_dir or settings.data_dir / "sealing-keys",
+        settings.sealing_kms,
+        settings,
+    )
+    sealing = SealingService(metadata, blobs, contents, cache, sealing_keys)
+    key_release = KeyReleaseService(
         metadata,
-        blobs,
-        contents,
         cache,
-        load_key_ring(settings.data_dir, settings.sealing_kms, settings),
+        sealing_keys,
         load_verifier(
             settings.attestation_verifier,
             settings.attestation_ca,
@@ -163,7 +171,8 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         ProvenanceLimits(candidates=settings.provenance_candidates),
         unseal=sealing.unseal,
     )
-    signing = SigningService(metadata, cache, load_or_create_key(settings.data_dir))
+    key_file = settings.signing_key_file or settings.data_dir / KEY_FILE
+    signing = SigningService(metadata, cache, load_or_create_key(key_file.parent, key_file.name))
     scanning = ScanService(
         metadata,
         contents,
@@ -204,6 +213,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         scanning=scanning,
         signing=signing,
         sealing=sealing,
+        key_release=key_release,
         publishers=PublisherSignatures(metadata, contents, cache),
     )
 

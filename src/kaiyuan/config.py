@@ -191,6 +191,18 @@ class Settings(BaseSettings):
         description="How large a compressed stream or archive member may unpack to for the "
         "scanner; past it, the file's verdict is `error`.",
     )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="PEM file of the hub's P-256 key that signs revisions (OMS); default "
+        "`<data dir>/signing-key.pem`, created on first start. Processes serving one hub must "
+        "share it.",
+    )
+    sealing_key_dir: Path | None = Field(
+        default=None,
+        description="Folder of the local key ring of sealed files' key-encryption keys; default "
+        "`<data dir>/sealing-keys`. Processes serving one hub must share it (or use "
+        "`sealing_kms`).",
+    )
     sealing_kms: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",

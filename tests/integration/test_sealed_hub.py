@@ -154,6 +154,8 @@ def test_the_hub_stores_and_serves_only_ciphertext(hub: ServerInfo, published: P
     assert [f["path"] for f in listing["files"]] == ["model.safetensors"]
     assert listing["files"][0]["sha256"] == entry.lfs.sha256
     assert listing["policy"]["patterns"] == ["*.safetensors"]
+    page = httpx.get(f"{hub.url}/{published.repo_id}/tree/main")
+    assert page.status_code == 200 and page.text.count('class="badge sealed"') == 1
     # No plaintext anywhere in the hub's storage (the upload was deleted once sealed) ...
     assert run_admin(hub.env, "gc", "--grace-hours", "0").returncode == 0
     assert no_plaintext_under(hub.data_dir, published.needles) == []
@@ -335,7 +337,7 @@ def test_kek_rotation_rewraps_and_retires(
     grant(hub, published.repo_id, hub.bob, "bob")
     ring = hub.data_dir / "sealing-keys"
     before = sorted(p.name for p in ring.glob("kek-*.key"))
-    done = run_admin(hub.env, "sealing-rotate")
+    done = run_admin(hub.env, "sealing-rotate", "--retire-after-hours", "0")
     assert done.returncode == 0, done.stderr
     assert "1 keys rewrapped" in done.stdout or "keys rewrapped" in done.stdout
     after = sorted(p.name for p in ring.glob("kek-*.key"))
@@ -407,6 +409,8 @@ def test_a_publishers_signature_of_the_plaintext_verifies_once_sealed(
     found = httpx.get(f"{hub.url}/api/signatures/models/{repo_id}").json()["publisher"]
     # The publisher signed the plaintext; the hub stores ciphertext and still checks it.
     assert found["status"] == "verified", found
+    page = httpx.get(f"{hub.url}/{repo_id}/tree/main").text
+    assert "badge signature-verified" in page and found["key_id"][:16] in page
 
 
 def test_the_hub_reads_sealed_weights_in_memory_for_provenance_and_scans(
@@ -419,6 +423,12 @@ def test_the_hub_reads_sealed_weights_in_memory_for_provenance_and_scans(
 
     sealed_view = provenance(hub, published.repo_id)
     assert sealed_view["status"] == "done", sealed_view
+    # Its fingerprint (tensor names and shapes) is for the namespace only.
+    for token in (hub.bob, None):
+        refused = httpx.get(
+            f"{hub.url}/api/provenance/models/{published.repo_id}", headers=auth(token)
+        )
+        assert refused.status_code == 403, refused.text
     # A plain copy of the same weights is recognised as the sealed model's, from the weights.
     copy = f"acme/plain-copy-{uuid.uuid4().hex[:6]}"
     owner = HfApi(endpoint=hub.url, token=hub.alice)

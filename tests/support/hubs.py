@@ -191,8 +191,8 @@ def start_cluster(
 ) -> Iterator[Cluster]:
     """`nodes` processes sharing a new PostgreSQL database and a new bucket at `endpoint`.
 
-    Each process has its own data directory (staging only); the signing key is shared, as the
-    deployment guide says it must be.
+    Each process has its own data directory (staging only); the secret key, the signing key and
+    the sealing key ring are shared, as the deployment guide says they must be.
     """
     shared: dict[str, object] = {
         "blob_backend": "s3",
@@ -201,6 +201,9 @@ def start_cluster(
         "s3_access_key_id": "any",
         "s3_secret_access_key": "any",
         "secret_key": "cluster-test-signing-key",
+        # the hub's OMS key and the sealed files' key ring, shared as the deployment guide says
+        "signing_key_file": root / "shared" / "signing-key.pem",
+        "sealing_key_dir": root / "shared" / "sealing-keys",
         **extra,
     }
     settings = settings_for(root / "seed", "postgres", postgres, **shared)

@@ -74,8 +74,11 @@ def test_the_key_ring_rotates_and_retires(tmp_path: Path) -> None:
     second = ring.rotate()
     assert ring.current() == second != first
     assert ring.unwrap(wrapped, b"file-1") == b"k" * 32  # old KEKs stay until retired
-    assert ring.retire({first}) == []
-    assert ring.retire(set()) == [first]
+    assert ring.retire({first}, timedelta(0)) == []  # still in use
+    # Superseded only just now: a commit may still be recording a key it wrapped with it.
+    assert ring.retire(set(), timedelta(hours=1)) == []
+    assert ring.unwrap(wrapped, b"file-1") == b"k" * 32
+    assert ring.retire(set(), timedelta(0)) == [first]
     with pytest.raises(IntegrityError, match="retired"):
         ring.unwrap(wrapped, b"file-1")
     with pytest.raises(IntegrityError):
@@ -172,3 +175,53 @@ def test_the_configured_verifier(tmp_path: Path) -> None:
         "tests.unit.test_key_release:make_kms", None, frozenset(), tmp_path / "k"
     )
     assert isinstance(plugged, RecordingKms)  # whatever the factory returns is the verifier
+
+
+def test_the_ca_itself_must_be_a_valid_ca() -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = TestCa()
+    leaf = ca.leaf()
+    with pytest.raises(InvalidInputError, match="not a CA"):
+        CaEvidenceVerifier([leaf.certificate])  # a leaf configured as the CA
+    with pytest.raises(InvalidInputError):
+        CaEvidenceVerifier([])
+    # Its own leaves are refused once the CA has expired.
+    later = CaEvidenceVerifier(
+        [ca.certificate], clock=lambda: datetime.now(UTC) + timedelta(days=31)
+    )
+    with pytest.raises(AccessDeniedError):
+        later.verify(ca.evidence(NONCE, PUBLIC), report_data(NONCE, PUBLIC))
+    # A rollover: two CAs with one name; leaves of either are accepted.
+    old, new = TestCa("rollover CA"), TestCa("rollover CA")
+    both = CaEvidenceVerifier([old.certificate, new.certificate])
+    for issuer in (old, new):
+        assert both.verify(issuer.evidence(NONCE, PUBLIC), report_data(NONCE, PUBLIC)).tee
+    # A CA certificate (not a leaf) signing the claims is refused.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sub CA")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    sub_ca = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+    from tests.support.attestation import Leaf
+
+    with pytest.raises(AccessDeniedError, match="leaf"):
+        verifier(ca).verify(
+            ca.evidence(NONCE, PUBLIC, leaf=Leaf(key, sub_ca)), report_data(NONCE, PUBLIC)
+        )
+    # An absurd time is a refusal, not a crash.
+    absurd = ca.evidence(NONCE, PUBLIC, age=-1e12)
+    with pytest.raises(AccessDeniedError):
+        verifier(ca).verify(absurd, report_data(NONCE, PUBLIC))

@@ -200,3 +200,18 @@ def test_disjoint_ranges_scatter_into_their_buffers(
     if len(data) > 1:
         with pytest.raises(InvalidInputError, match="overlap"):
             reader.scatter([(0, memoryview(bytearray(2))), (1, memoryview(bytearray(1)))])
+
+
+def test_a_forged_chunk_leaves_nothing_in_the_buffers() -> None:
+    data = os.urandom(50_000)
+    key, out = new_data_key(), io.BytesIO()
+    seal(io.BytesIO(data), len(data), out, key, "f", 4096)
+    blob = bytearray(out.getvalue())
+    blob[len(blob) // 2] ^= 0x01
+    view = memoryview(bytes(blob))
+    reader = SealedReader(lambda o, n: view[o : o + n], len(view), key)
+    for threads in (1, 2):
+        target = bytearray(b"\xaa" * len(data))
+        with pytest.raises(IntegrityError):
+            reader.read_into(0, memoryview(target), threads)
+        assert target == bytes(len(data))  # wiped, not half-decrypted

@@ -241,12 +241,15 @@ def admin_gc(
     if grace_hours < 0:
         _fail(errors.InvalidInputError("--grace-hours must not be negative"))
     with _admin(data_dir) as hub:
+        plaintexts = 0 if dry_run else hub.sealing.sweep_plaintexts()
         report = hub.garbage.collect(timedelta(hours=grace_hours), dry_run=dry_run)
     verb = "would free" if dry_run else "freed"
     sys.stdout.write(
         f"{verb} {_size(report.bytes_freed)} in {report.blobs} blobs; "
         f"{report.contents} content records and {report.xorbs} xorbs unreferenced; "
-        f"{_size(report.abandoned_bytes)} of abandoned uploads removed\n"
+        f"{_size(report.abandoned_bytes)} of abandoned uploads removed"
+        + (f"; {plaintexts} plaintext uploads of sealed files deleted" if plaintexts else "")
+        + "\n"
     )
 
 
@@ -260,10 +263,18 @@ def admin_scan(data_dir: DataDir = None) -> None:
 
 
 @admin.command("sealing-rotate")
-def admin_sealing_rotate(data_dir: DataDir = None) -> None:
+def admin_sealing_rotate(
+    retire_after_hours: Annotated[
+        float,
+        typer.Option(help="Delete old KEKs only this long after they stopped being current."),
+    ] = 1.0,
+    data_dir: DataDir = None,
+) -> None:
     """Make a new key-encryption key current, rewrap every sealed file's key, retire old KEKs."""
+    if retire_after_hours < 0:
+        _fail(errors.InvalidInputError("--retire-after-hours must not be negative"))
     with _admin(data_dir) as hub:
-        done = hub.sealing.rotate()
+        done = hub.sealing.rotate(timedelta(hours=retire_after_hours))
     retired = ", ".join(done.retired) or "none"
     sys.stdout.write(
         f"current KEK {done.kek_id}; {done.rewrapped} keys rewrapped; retired {retired}\n"

@@ -12,7 +12,7 @@ import enum
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from kaiyuan.core.errors import InvalidInputError
@@ -98,6 +98,7 @@ class SealedFile:
     """One sealed content (named by the ciphertext's sha256) and its kept key."""
 
     sha256: str  # of the ciphertext: what trees and downloads name
+    repo_pk: int  # the repository that sealed it: only its policy releases the key
     file_id: str  # from the container header
     path: str  # the path it was sealed for (bound into the header and the wrapped key)
     plaintext_sha256: str
@@ -169,8 +170,8 @@ class KeyEncryptionKeys(Protocol):
         """Make a new KEK current; its id. Old KEKs stay until nothing is wrapped by them."""
         ...
 
-    def retire(self, kek_ids: set[str]) -> list[str]:
-        """Destroy KEKs that are not current and not in `kek_ids` (still in use); their ids."""
+    def retire(self, in_use: set[str], after: timedelta) -> list[str]:
+        """Destroy KEKs not current for `after` and not in `in_use`; their ids."""
         ...
 
 

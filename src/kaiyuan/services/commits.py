@@ -200,10 +200,10 @@ class CommitService:
             _head(session, repo, branch, request.parent_commit)  # fail early, store nothing
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         blobs = self._store_contents(request.operations)
+        # Only contents this repository received are read (scanned, sealed): a verdict or a
+        # sealed copy must not give anything away about bytes uploaded elsewhere.
+        self._require_uploaded(principal, kind, repo_id, request.operations)
         if self._check is not None:
-            # Only contents this repository received are read: a scan's verdict must not tell
-            # anything about bytes uploaded elsewhere.
-            self._require_uploaded(principal, kind, repo_id, request.operations)
             self._check.check((request.operations[i].path, b.sha256) for i, b in blobs.items())
         sealed = None
         if self._sealer is not None:

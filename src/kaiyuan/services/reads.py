@@ -62,7 +62,7 @@ class ReadService:
                 entry is not None
                 and not entry.is_dir
                 and entry.sha256 is not None
-                and bool(session.sealed_files([entry.sha256]))
+                and bool(session.sealed_files([entry.sha256], at.repo))
             )
             if not sealed:
                 access.require_files(session, principal, at.repo)

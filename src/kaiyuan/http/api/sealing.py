@@ -27,7 +27,7 @@ from kaiyuan.core.models import Principal
 from kaiyuan.core.sealing import SealingPolicy
 from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, json_body, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of, read_model
-from kaiyuan.services.distribution.sealed_repos import MAX_FILES_PER_RELEASE, KeyRequest
+from kaiyuan.services.distribution.key_release import MAX_FILES_PER_RELEASE, KeyRequest
 
 router = APIRouter(prefix="/api", tags=["sealing"], responses=ERRORS)
 
@@ -210,7 +210,10 @@ async def challenge(request: Request, kind: Kind, namespace: Namespace, name: Na
     """A nonce for the caller's next key request (and its attestation evidence)."""
     principal = await caller(request)
     made = await run_in_threadpool(
-        hub_of(request).sealing.challenge, principal, RepoKind.parse(kind), RepoId(namespace, name)
+        hub_of(request).key_release.challenge,
+        principal,
+        RepoKind.parse(kind),
+        RepoId(namespace, name),
     )
     return ChallengeOut(nonce=made.nonce, expires_at=made.expires_at)
 
@@ -237,7 +240,7 @@ async def keys(request: Request, kind: Kind, namespace: Namespace, name: Name) -
     )
     address = request.client.host if request.client else ""
     released = await run_in_threadpool(
-        hub_of(request).sealing.release,
+        hub_of(request).key_release.release,
         principal,
         RepoKind.parse(kind),
         RepoId(namespace, name),
@@ -278,7 +281,7 @@ async def releases(
     """The key-release audit log, newest first (namespace writers)."""
     principal = await caller(request)
     found = await run_in_threadpool(
-        hub_of(request).sealing.releases,
+        hub_of(request).key_release.releases,
         principal,
         RepoKind.parse(kind),
         RepoId(namespace, name),
@@ -312,7 +315,7 @@ async def _revocations(
     request: Request, principal: Principal, kind: str, repo_id: RepoId
 ) -> list[Revocation]:
     found = await run_in_threadpool(
-        hub_of(request).sealing.revocations, principal, RepoKind.parse(kind), repo_id
+        hub_of(request).key_release.revocations, principal, RepoKind.parse(kind), repo_id
     )
     return [Revocation(subject=s, revoked_at=at, revoked_by=by) for s, at, by in found]
 
@@ -328,7 +331,7 @@ async def revoke(
     """Refuse a user's or organisation's key requests from now on."""
     principal = await caller(request)
     hub, repo_kind, repo_id = hub_of(request), RepoKind.parse(kind), RepoId(namespace, name)
-    await run_in_threadpool(hub.sealing.revoke, principal, repo_kind, repo_id, subject)
+    await run_in_threadpool(hub.key_release.revoke, principal, repo_kind, repo_id, subject)
     return await _revocations(request, principal, kind, repo_id)
 
 
@@ -343,7 +346,7 @@ async def restore(
     """Release keys to a revoked user or organisation again (if the policy allows)."""
     principal = await caller(request)
     hub, repo_kind, repo_id = hub_of(request), RepoKind.parse(kind), RepoId(namespace, name)
-    await run_in_threadpool(hub.sealing.restore, principal, repo_kind, repo_id, subject)
+    await run_in_threadpool(hub.key_release.restore, principal, repo_kind, repo_id, subject)
     return await _revocations(request, principal, kind, repo_id)
 
 

@@ -25,6 +25,7 @@ from kaiyuan.http.web.errors import error_page, not_found_page
 from kaiyuan.http.web.markdown import render_card
 from kaiyuan.http.web.render import RepoLinks, page
 from kaiyuan.services.cards import CARD_PATH, card_body, gate_form, parse_card
+from kaiyuan.services.distribution.signing import SIGNATURE_FILE
 from kaiyuan.services.lineage import LineageNode
 
 PREVIEW_BYTES = 512 * 1024  # a file page shows at most this much text
@@ -171,6 +172,14 @@ def _tree(
         folders=[e for e in entries if isinstance(e, FolderEntry)],
         files=[e for e in entries if isinstance(e, FileEntry)],
         scans=hub.scanning.verdicts(e.sha256 for e in entries if isinstance(e, FileEntry)),
+        sealed=hub.sealing.sealed_among(
+            at.repo, (e.sha256 for e in entries if isinstance(e, FileEntry))
+        ),
+        publisher=(
+            hub.publishers.check(principal, kind, repo_id, at.commit.sha)
+            if not folder and any(e.path == SIGNATURE_FILE for e in entries)
+            else None
+        ),
     )
     return "repo_tree.html", values
 

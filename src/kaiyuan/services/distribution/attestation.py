@@ -36,6 +36,7 @@ EVIDENCE_FORMAT = "kaiyuan-ca-evidence/v1"
 MAX_EVIDENCE_AGE = timedelta(minutes=5)
 MAX_CHAIN = 4
 _REPORT_DATA_CONTEXT = b"kaiyuan-attest/v1"
+_YEAR_3000 = 32_503_680_000
 
 
 def report_data(nonce: bytes, public_key: bytes) -> bytes:
@@ -66,6 +67,11 @@ class CaEvidenceVerifier:
     ) -> None:
         if not cas:
             raise InvalidInputError("the attestation verifier needs at least one CA certificate")
+        for ca in cas:
+            if not _is_ca(ca):
+                raise InvalidInputError(
+                    f"{ca.subject.rfc4514_string()} is not a CA certificate (basicConstraints)"
+                )
         self._cas = tuple(cas)
         self._measurements = measurements
         self._clock = clock
@@ -103,15 +109,15 @@ class CaEvidenceVerifier:
             leaf = x509.load_pem_x509_certificate(pem.encode())
         except ValueError:
             raise AccessDeniedError("attestation certificate is not a PEM certificate") from None
-        issuer = next((ca for ca in self._cas if ca.subject == leaf.issuer), None)
-        if issuer is None:
-            raise AccessDeniedError("attestation certificate was not issued by a trusted CA")
-        try:
-            leaf.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            raise AccessDeniedError("attestation certificate's CA signature is invalid") from None
         now = self._clock()
-        if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        issuers = [ca for ca in self._cas if ca.subject == leaf.issuer and _valid_at(ca, now)]
+        if not any(_issued_by(leaf, ca) for ca in issuers):
+            raise AccessDeniedError(
+                "attestation certificate was not issued by a trusted CA (or the CA expired)"
+            )
+        if _is_ca(leaf):
+            raise AccessDeniedError("attestation evidence must be signed by a leaf, not a CA")
+        if not _valid_at(leaf, now):
             raise AccessDeniedError("attestation certificate is expired or not yet valid")
         return leaf
 
@@ -142,7 +148,7 @@ class CaEvidenceVerifier:
                 "challenge nonce and public key)"
             )
         issued = claims.get("issued_at")
-        if not isinstance(issued, int) or isinstance(issued, bool):
+        if not isinstance(issued, int) or isinstance(issued, bool) or not 0 < issued < _YEAR_3000:
             raise AccessDeniedError("attestation claims lack 'issued_at' (unix seconds)")
         age = self._clock() - datetime.fromtimestamp(issued, UTC)
         if not timedelta(seconds=-30) <= age <= MAX_EVIDENCE_AGE:
@@ -157,6 +163,26 @@ class CaEvidenceVerifier:
         return AttestationResult(
             self.name, tee, measurement, {**claims, "subject": leaf.subject.rfc4514_string()}
         )
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return bool(constraints.value.ca)
+
+
+def _valid_at(certificate: x509.Certificate, moment: datetime) -> bool:
+    return certificate.not_valid_before_utc <= moment <= certificate.not_valid_after_utc
+
+
+def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def sign_evidence(

@@ -14,6 +14,8 @@ import importlib
 import os
 import re
 import secrets
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +60,36 @@ class LocalKeyRing:
             raise IntegrityError("a wrapped data key does not open with its KEK") from None
 
     def rotate(self) -> str:
+        previous = self.current()
         kek_id = self._create()
         self._make_current(kek_id)
+        # When it stopped being current: it is retired only a while later (see retire).
+        (self._folder / f"{previous}.superseded").write_text(f"{time.time()}\n")
         return kek_id
 
-    def retire(self, kek_ids: set[str]) -> list[str]:
-        keep = kek_ids | {self.current()}
+    def retire(self, in_use: set[str], after: timedelta) -> list[str]:
+        keep = in_use | {self.current()}
         gone = []
         for path in sorted(self._folder.glob("kek-*.key")):
             kek_id = path.name.removesuffix(".key")
-            if kek_id not in keep:
-                path.unlink()
-                gone.append(kek_id)
+            if kek_id in keep or not self._superseded_before(
+                kek_id, time.time() - after.total_seconds()
+            ):
+                continue
+            path.unlink()
+            (self._folder / f"{kek_id}.superseded").unlink(missing_ok=True)
+            gone.append(kek_id)
         return gone
+
+    def _superseded_before(self, kek_id: str, moment: float) -> bool:
+        marker = self._folder / f"{kek_id}.superseded"
+        try:
+            return float(marker.read_text().strip()) <= moment
+        except FileNotFoundError:
+            marker.write_text(f"{time.time()}\n")  # not current, never marked: from now
+            return False
+        except ValueError:
+            return False
 
     def ids(self) -> list[str]:
         return sorted(p.name.removesuffix(".key") for p in self._folder.glob("kek-*.key"))
@@ -105,10 +124,10 @@ class LocalKeyRing:
         staged.replace(self._folder / _CURRENT)
 
 
-def load_key_ring(data_dir: Path, kms: str | None, settings: Any) -> KeyEncryptionKeys:
-    """The local key ring, or the KMS adapter a `module:factory` setting names."""
+def load_key_ring(folder: Path, kms: str | None, settings: Any) -> KeyEncryptionKeys:
+    """The local key ring in `folder`, or the KMS adapter a `module:factory` setting names."""
     if not kms:
-        return LocalKeyRing(data_dir / "sealing-keys")
+        return LocalKeyRing(folder)
     module_name, _, attribute = kms.partition(":")
     if not module_name or not attribute:
         raise InvalidInputError("KAIYUAN_SEALING_KMS must look like 'package.module:factory'")

@@ -107,7 +107,7 @@ class PublisherSignatures:
             if entry is None:
                 return None
             keys = session.publisher_keys(repo_id.namespace)
-            sealed = session.sealed_files(e.sha256 for e in files.values() if e.lfs)
+            sealed = session.sealed_files((e.sha256 for e in files.values() if e.lfs), repo)
         if entry.size > MAX_BUNDLE_BYTES:
             return PublisherSignature(
                 SIGNATURE_FILE, PublisherStatus.UNREADABLE, detail="larger than an OMS bundle"

@@ -33,7 +33,7 @@ class ScanService:
         refuse: frozenset[ScanStatus] = frozenset({ScanStatus.UNSAFE}),
         limits: ScanLimits | None = None,
         clock: Clock = utc_now,
-        unseal: Callable[[str], SealedReader | None] = lambda _: None,
+        unseal: Callable[[str], SealedReader | None] = lambda _sha: None,
     ) -> None:
         self._unseal = unseal
         self._store = store

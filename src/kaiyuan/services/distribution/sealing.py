@@ -212,14 +212,23 @@ class SealedReader:
             }
         )
         starts = [offset for offset, _ in spans]
-        if threads <= 1 or len(wanted) < 2 * threads:
-            self._decrypt_chunks(wanted, spans, starts)
-            return
-        count = len(wanted)
-        groups = [wanted[count * k // threads : count * (k + 1) // threads] for k in range(threads)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for done in [pool.submit(self._decrypt_chunks, g, spans, starts) for g in groups]:
-                done.result()
+        try:
+            if threads <= 1 or len(wanted) < 2 * threads:
+                self._decrypt_chunks(wanted, spans, starts)
+                return
+            count = len(wanted)
+            groups = [
+                wanted[count * k // threads : count * (k + 1) // threads] for k in range(threads)
+            ]
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                futures = [pool.submit(self._decrypt_chunks, g, spans, starts) for g in groups]
+                for done in futures:
+                    done.result()
+        except IntegrityError:
+            # decrypt_into writes before it checks the tag: leave nothing of a forgery behind
+            for _, view in spans:
+                _wipe(view)
+            raise
 
     def _decrypt_chunks(
         self, indexes: list[int], spans: list[tuple[int, memoryview]], starts: list[int]
@@ -352,6 +361,13 @@ def _header(raw: bytes) -> SealedHeader:
 
 def _natural(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
+
+
+def _wipe(view: memoryview) -> None:
+    zeros = bytes(min(len(view), 1024 * 1024))
+    for start in range(0, len(view), len(zeros)):
+        piece = view[start : start + len(zeros)]
+        piece[:] = zeros[: len(piece)]
 
 
 def _covers(span: tuple[int, memoryview], begin: int, stop: int) -> bool:

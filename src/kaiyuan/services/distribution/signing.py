@@ -39,7 +39,7 @@ SIGNATURE_FILE = "model.sig"  # where OMS tools look for a model's signature
 # Never part of a signed manifest: the signature itself, git's files, and the metadata folder
 # `huggingface_hub` writes into a local-dir download.
 IGNORED = (SIGNATURE_FILE, ".git", ".gitattributes", ".github", ".gitignore", ".cache")
-_KEY_FILE = "signing-key.pem"
+KEY_FILE = "signing-key.pem"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +54,9 @@ class HubKey:
         return hashlib.sha256(self.public_pem).hexdigest()
 
 
-def load_or_create_key(folder: pathlib.Path) -> HubKey:
-    """The hub's key in `folder`, created (P-256, mode 0600) by the first process that needs it."""
-    path = folder / _KEY_FILE
+def load_or_create_key(folder: pathlib.Path, name: str = KEY_FILE) -> HubKey:
+    """The hub's key `folder/name`, created (P-256, 0600) by the first process that needs it."""
+    path = folder / name
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         private = ec.generate_private_key(ec.SECP256R1())

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from kaiyuan.core.errors import HubError, InvalidInputError
+from kaiyuan.core.errors import AccessDeniedError, HubError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.lineage import EdgeOrigin, LineageEdge
 from kaiyuan.core.lineage import Relation as LineageRelation
@@ -75,7 +75,7 @@ class ProvenanceService:
         *,
         clock: Clock = utc_now,
         on_queued: Callable[[], None] = lambda: None,
-        unseal: Callable[[str], SealedReader | None] = lambda _: None,
+        unseal: Callable[[str, Repo], SealedReader | None] = lambda _sha, _repo: None,
     ) -> None:
         self._store = store
         self._unseal = unseal
@@ -279,7 +279,7 @@ class ProvenanceService:
 
         def open_file(path: str) -> WeightFile:
             entry = files[path]
-            sealed = self._unseal(entry.sha256) if entry.lfs else None
+            sealed = self._unseal(entry.sha256, repo) if entry.lfs else None
             if sealed is not None:  # decrypted in memory as it is read
                 return RangedWeightFile(path, sealed.size, sealed.ranges)
             local = self._contents.whole_local_file(entry.sha256, entry.size)
@@ -291,7 +291,7 @@ class ProvenanceService:
 
         def read_small(path: str, limit: int) -> bytes:
             entry = files[path]
-            sealed = self._unseal(entry.sha256) if entry.lfs else None
+            sealed = self._unseal(entry.sha256, repo) if entry.lfs else None
             if sealed is not None:
                 if sealed.size > limit:
                     raise InvalidInputError(f"{path} is larger than {limit} bytes")
@@ -313,6 +313,7 @@ class ProvenanceService:
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             commit = revisions.resolve(session, repo, revision or repo.default_branch)
+            _require_sealed_access(session, self._cache, principal, repo, commit)
             found, at = self._nearest(session, repo, commit)
             matches = session.provenance_matches(repo, at) if found else []
             edges = session.lineage_edges(repo, at) if found else []
@@ -361,6 +362,7 @@ class ProvenanceService:
                 repo = access.visible_repo(session, principal, RepoKind.MODEL, repo_id)
                 access.require_files(session, principal, repo)  # the weights are read
                 commit = revisions.resolve(session, repo, revision or repo.default_branch)
+                _require_sealed_access(session, self._cache, principal, repo, commit)
             model = self._open(repo, commit.sha)
             if model is None:
                 raise InvalidInputError(f"{repo_id}@{commit.sha[:12]} holds no readable weights")
@@ -376,6 +378,27 @@ def _sketch(raw: bytes | None) -> Sketch | None:
         return Sketch.from_bytes(raw)
     except InvalidInputError:
         return None
+
+
+def _require_sealed_access(
+    session: MetadataSession,
+    cache: trees.TreeCache,
+    principal: Principal,
+    repo: Repo,
+    commit: Commit,
+) -> None:
+    """A sealed model's fingerprint (its tensors' names and shapes) is for its namespace only.
+
+    Its matches are still shown from the other side, to those who may read the other model.
+    """
+    if repo.repo_id.namespace in access.namespaces_of(principal):
+        return
+    files = trees.flatten(session, cache, commit.tree)
+    if session.sealed_files((e.sha256 for e in files.values() if e.lfs), repo):
+        raise AccessDeniedError(
+            f"{repo.repo_id} is sealed: the fingerprint of its weights is shown to the members "
+            f"of {repo.repo_id.namespace} only"
+        )
 
 
 def _readable(session: MetadataSession, principal: Principal, repo_id: RepoId) -> bool:

@@ -65,6 +65,7 @@ class SealingRows:
         self._c.execute(
             insert(t.sealed_files).values(
                 sha256=sealed.sha256,
+                repo_pk=sealed.repo_pk,
                 file_id=sealed.file_id,
                 path=sealed.path,
                 plaintext_sha256=sealed.plaintext_sha256,
@@ -75,13 +76,20 @@ class SealingRows:
             )
         )
 
-    def sealed_files(self, sha256s: Iterable[str]) -> dict[str, SealedFile]:
-        """The sealed files among these contents (the others are left out)."""
+    def sealed_files(
+        self, sha256s: Iterable[str], repo: Repo | None = None
+    ) -> dict[str, SealedFile]:
+        """The sealed files among these contents (the others are left out).
+
+        With `repo`, only those that repository sealed.
+        """
         wanted = sorted(set(sha256s))
         table = t.sealed_files
         found: dict[str, SealedFile] = {}
         for start in range(0, len(wanted), _BATCH):
             query = select(table).where(table.c.sha256.in_(wanted[start : start + _BATCH]))
+            if repo is not None:
+                query = query.where(table.c.repo_pk == repo.pk)
             for row in self._c.execute(query):
                 found[row.sha256] = _sealed(row)
         return found
@@ -112,7 +120,7 @@ class SealingRows:
         )
         return result.rowcount == 1
 
-    def forget_upload(self, repo: Repo, sha256: str) -> bool:
+    def forget_upload(self, repo_pk: int, sha256: str) -> bool:
         """Drop a repository's claim on an uploaded content that no tree names anywhere.
 
         What sealing does with a plaintext upload once its ciphertext is committed; whether the
@@ -125,7 +133,7 @@ class SealingRows:
         if named is not None:
             return False  # committed in the clear somewhere: not a secret, and still needed
         held = t.repo_objects
-        self._c.execute(delete(held).where(held.c.repo_pk == repo.pk, held.c.sha256 == sha256))
+        self._c.execute(delete(held).where(held.c.repo_pk == repo_pk, held.c.sha256 == sha256))
         return (
             self._c.execute(select(held.c.repo_pk).where(held.c.sha256 == sha256)).first() is None
         )
@@ -227,6 +235,7 @@ class SealingRows:
 def _sealed(row: Row[Any]) -> SealedFile:
     return SealedFile(
         row.sha256,
+        row.repo_pk,
         row.file_id,
         row.path,
         row.plaintext_sha256,

@@ -351,6 +351,8 @@ sealed_files = Table(
     "sealed_files",
     metadata,
     Column("sha256", String(64), primary_key=True),
+    # the repository that sealed it: the only one whose policy releases its key
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
     Column("file_id", String(32), nullable=False, unique=True),
     Column("path", Text, nullable=False),
     Column("plaintext_sha256", String(64), nullable=False),
@@ -359,6 +361,7 @@ sealed_files = Table(
     Column("wrapped_key", LargeBinary, nullable=False),
     Column("sealed_at", DateTime(timezone=True), nullable=False),
     Index("ix_sealed_files_kek", "kek_id"),
+    Index("ix_sealed_files_repo", "repo_pk"),
 )
 
 # Every key request, released or refused: the audit log of a sealed repository.

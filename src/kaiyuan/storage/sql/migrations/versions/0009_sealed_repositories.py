@@ -33,6 +33,9 @@ def upgrade() -> None:
     op.create_table(
         "sealed_files",
         sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column(
+            "repo_pk", sa.Integer, sa.ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("file_id", sa.String(32), nullable=False, unique=True),
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("plaintext_sha256", sa.String(64), nullable=False),
@@ -42,6 +45,7 @@ def upgrade() -> None:
         sa.Column("sealed_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_sealed_files_kek", "sealed_files", ["kek_id"])
+    op.create_index("ix_sealed_files_repo", "sealed_files", ["repo_pk"])
     op.create_table(
         "key_releases",
         sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
@@ -87,6 +91,7 @@ def downgrade() -> None:
     op.drop_table("sealing_challenges")
     op.drop_index("ix_key_releases_repo", "key_releases")
     op.drop_table("key_releases")
+    op.drop_index("ix_sealed_files_repo", "sealed_files")
     op.drop_index("ix_sealed_files_kek", "sealed_files")
     op.drop_table("sealed_files")
     op.drop_table("sealing_policies")
