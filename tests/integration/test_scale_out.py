@@ -233,3 +233,35 @@ def test_rate_limit_counts_across_processes(cluster: Cluster) -> None:
     # Each process alone saw about half the limit; together they refuse what is over it.
     assert statuses[:RATE] == [200] * RATE
     assert statuses[RATE:] == [429] * 4
+
+
+def test_a_file_sealed_by_one_process_is_released_by_the_other(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    import numpy as np
+    from safetensors.numpy import load_file, save
+
+    from kaiyuan import sealed
+
+    # One signing key: a revision committed at either process verifies with the same key.
+    keys = {httpx.get(f"{url}/api/signing/key").json()["key_id"] for url in cluster.urls}
+    assert len(keys) == 1
+    repo_id = f"alice/{unique('sealed')}"
+    api(cluster, 0).create_repo(repo_id)
+    policy = httpx.put(
+        f"{cluster.urls[0]}/api/sealing/models/{repo_id}",
+        json={"patterns": ["*.safetensors"]},
+        headers=auth(cluster.tokens["alice"]),
+    )
+    assert policy.status_code == 200, policy.text
+    weights = save({"w": np.arange(100_000, dtype=np.float32)})
+    api(cluster, 0).upload_file(
+        path_or_fileobj=weights, path_in_repo="model.safetensors", repo_id=repo_id
+    )
+    # Sealed at process 0 with the shared key ring, released and loaded through process 1.
+    loaded = sealed.load(
+        repo_id, endpoint=cluster.urls[1], token=cluster.tokens["alice"], cache_dir=tmp_path
+    )
+    original = tmp_path / "original.safetensors"
+    original.write_bytes(weights)
+    assert np.array_equal(loaded["w"], load_file(original)["w"])
