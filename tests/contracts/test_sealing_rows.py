@@ -20,9 +20,10 @@ from kaiyuan.storage.sql.store import SqlMetadataStore
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def sealed_file(sha: str, kek: str = "kek-0000000000000001") -> SealedFile:
+def sealed_file(sha: str, repo_pk: int, kek: str = "kek-0000000000000001") -> SealedFile:
     return SealedFile(
         sha,
+        repo_pk,
         sha[32:],
         "权重/model.safetensors",
         "e" * 64,
@@ -48,25 +49,38 @@ def test_policies_round_trip_and_are_replaced(store: SqlMetadataStore) -> None:
         assert found is not None and found.patterns == ("*.bin",) and found.allowed == ()
 
 
-def test_sealed_files_and_rewrapping(store: SqlMetadataStore) -> None:
+def test_sealed_files_belong_to_their_repository_and_rewrap(store: SqlMetadataStore) -> None:
     shas = [f"{i:064x}" for i in range(600)]  # more than one IN (...) batch
     with store.session(write=True) as s:
+        mine = s.add_repo(RepoKind.MODEL, RepoId("acme", "sealed"), False, NOW)
+        other = s.add_repo(RepoKind.MODEL, RepoId("acme", "other"), False, NOW)
+        assert not s.repo_has_sealed_files(mine)
         for sha in shas:
-            s.add_sealed_file(sealed_file(sha))
-        s.add_sealed_file(sealed_file("f" * 64, "kek-0000000000000002"))
+            s.add_sealed_file(sealed_file(sha, mine.pk))
+        s.add_sealed_file(sealed_file("f" * 64, other.pk, "kek-0000000000000002"))
     with store.session() as s:
-        found = s.sealed_files([*shas, "a" * 64])
-        assert set(found) == set(shas) and found[shas[0]] == sealed_file(shas[0])
+        found = s.sealed_files([*shas, "a" * 64, "f" * 64])
+        assert set(found) == {*shas, "f" * 64}
+        assert found[shas[0]] == sealed_file(shas[0], mine.pk)
+        # Asked for a repository: only what it sealed, whoever else holds the bytes.
+        assert set(s.sealed_files([*shas, "f" * 64], mine)) == set(shas)
+        assert set(s.sealed_files([*shas, "f" * 64], other)) == {"f" * 64}
+        assert s.repo_has_sealed_files(mine) and s.repo_has_sealed_files(other)
         assert s.kek_ids_in_use() == {"kek-0000000000000001", "kek-0000000000000002"}
         assert len(s.sealed_files_wrapped_by({"kek-0000000000000002"})) == 1
         assert len(s.sealed_files_wrapped_by(None)) == 601
+    old = sealed_file(shas[0], mine.pk).key
     fresh = WrappedKey("kek-0000000000000002", b"new")
     with store.session(write=True) as s:
-        assert s.rewrap_sealed_file(shas[0], sealed_file(shas[0]).key, fresh)
+        assert s.rewrap_sealed_file(shas[0], old, fresh)
         # Only if the key is still the one read: a concurrent rewrap is not undone.
-        assert not s.rewrap_sealed_file(shas[0], sealed_file(shas[0]).key, fresh)
+        assert not s.rewrap_sealed_file(shas[0], old, fresh)
     with store.session() as s:
         assert s.sealed_files([shas[0]])[shas[0]].key == fresh
+    with store.session(write=True) as s:
+        s.delete_repo(other)  # its sealed files go with it
+    with store.session() as s:
+        assert s.sealed_files(["f" * 64]) == {}
 
 
 def test_challenges_are_single_use_per_user_and_expire(store: SqlMetadataStore) -> None:
@@ -130,8 +144,8 @@ def test_forgetting_an_upload(store: SqlMetadataStore) -> None:
         s.add_repo_object(other.pk, plain)
         s.add_tree("1" * 40, [TreeEntry("x.bin", False, "2" * 40, 10, committed, True)])
     with store.session(write=True) as s:
-        assert not s.forget_upload(repo, committed)  # a tree names it: kept
+        assert not s.forget_upload(repo.pk, committed)  # a tree names it: kept
         assert s.has_repo_object(repo.pk, committed)
-        assert not s.forget_upload(repo, plain)  # another repository still holds it
+        assert not s.forget_upload(repo.pk, plain)  # another repository still holds it
         assert not s.has_repo_object(repo.pk, plain)
-        assert s.forget_upload(other, plain)
+        assert s.forget_upload(other.pk, plain)

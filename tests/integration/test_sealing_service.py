@@ -119,3 +119,84 @@ def test_leftover_plaintext_is_swept(hub: Hub, monkeypatch: pytest.MonkeyPatch) 
     assert not hub.blobs.exists(plaintext)
     assert hub.sealing.sweep_plaintexts() == 0
     assert stored(hub, repo_id, "model.safetensors").startswith(MAGIC)  # the sealed file stays
+
+
+def test_nothing_about_another_repositorys_upload_leaks_through_a_commit(hub: Hub) -> None:
+    from kaiyuan.services.commits import PutLfsFile
+
+    secret = b"---\nsecret_field: [unclosed\n---\n"
+    private = RepoId("alice", "private")
+    hub.repos.create(ALICE, RepoKind.MODEL, private, private=True)
+    put(hub, ALICE, private, "notes.md", secret)
+    known = hashlib.sha256(secret).hexdigest()
+    theirs = RepoId("bob", "mine")
+    hub.repos.create(BOB, RepoKind.MODEL, theirs, private=False)
+    messages = []
+    for sha, size in ((known, len(secret)), (known, 1), ("0" * 64, len(secret))):
+        request = CommitRequest("x", "", [PutLfsFile("README.md", sha, size)])
+        with pytest.raises(InvalidInputError) as refused:
+            hub.commits.commit(BOB, RepoKind.MODEL, theirs, "main", request)
+        messages.append(refused.value.message.replace(sha, "<sha>"))
+    # The same answer whether the content exists, whatever its size: and never its text.
+    assert len(set(messages)) == 1 and "not uploaded to bob/mine" in messages[0]
+
+
+def test_a_sealed_models_fingerprints_are_for_its_namespace(hub: Hub) -> None:
+    from kaiyuan.core.errors import AccessDeniedError
+    from kaiyuan.services.commits import DeleteFile
+
+    repo_id = sealed_repo(hub, ALICE, "fingerprinted")
+    put(hub, ALICE, repo_id, "model.safetensors", WEIGHTS)
+    with pytest.raises(AccessDeniedError, match="members"):
+        hub.provenance.view(BOB, RepoKind.MODEL, repo_id, None)
+    removed = CommitRequest("rm", "", [DeleteFile("model.safetensors")])
+    hub.commits.commit(ALICE, RepoKind.MODEL, repo_id, "main", removed)
+    # A later revision without the sealed file could show an older revision's fingerprint.
+    with pytest.raises(AccessDeniedError, match="members"):
+        hub.provenance.view(BOB, RepoKind.MODEL, repo_id, None)
+    assert hub.provenance.view(ALICE, RepoKind.MODEL, repo_id, None).repo_id == repo_id
+
+
+def test_a_failing_plug_in_is_audited_without_its_text(hub: Hub) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from kaiyuan.services.distribution.key_release import KeyReleaseService, KeyRequest
+    from kaiyuan.services.distribution.keyring import LocalKeyRing
+    from kaiyuan.services.trees import TreeCache
+
+    class Broken:
+        name = "broken"
+
+        def verify(self, _evidence: object, _report_data: bytes) -> object:
+            raise RuntimeError("KMS https://kms.internal:8443 denied role arn:secret")
+
+    repo_id = sealed_repo(hub, ALICE, "audited")
+    put(hub, ALICE, repo_id, "model.safetensors", WEIGHTS)
+    ring = LocalKeyRing(hub.settings.data_dir / "sealing-keys")
+    release = KeyReleaseService(hub.metadata, TreeCache(), ring, Broken())  # type: ignore[arg-type]
+    nonce = release.challenge(ALICE, RepoKind.MODEL, repo_id).nonce
+    public = X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    with pytest.raises(RuntimeError):
+        release.release(
+            ALICE, RepoKind.MODEL, repo_id, KeyRequest(public, nonce, evidence={"x": 1})
+        )
+    [entry] = release.releases(ALICE, RepoKind.MODEL, repo_id)
+    assert entry.outcome.value == "refused"
+    assert entry.reason == "internal error (RuntimeError); see the hub's log"
+    assert base64.b64encode(public)
+
+
+def test_a_process_with_another_key_ring_will_not_start(hub: Hub) -> None:
+    from kaiyuan.core.errors import StorageUnavailableError
+
+    repo_id = sealed_repo(hub, ALICE, "ring")
+    hub.sealing.check_keys()  # a fresh ring
+    put(hub, ALICE, repo_id, "model.safetensors", WEIGHTS)
+    hub.sealing.check_keys()
+    for key in (hub.settings.data_dir / "sealing-keys").glob("kek-*.key"):
+        key.unlink()  # as if this process had been given another ring
+    with pytest.raises(StorageUnavailableError, match="KAIYUAN_SEALING_KEY_DIR"):
+        hub.sealing.check_keys()

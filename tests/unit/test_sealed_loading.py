@@ -215,3 +215,24 @@ def test_a_forged_chunk_leaves_nothing_in_the_buffers() -> None:
         with pytest.raises(IntegrityError):
             reader.read_into(0, memoryview(target), threads)
         assert target == bytes(len(data))  # wiped, not half-decrypted
+
+
+def test_a_forged_chunk_is_wiped_even_when_another_read_fails_first() -> None:
+    data = os.urandom(4 * 4096)
+    key, out = new_data_key(), io.BytesIO()
+    seal(io.BytesIO(data), len(data), out, key, "f", 4096)
+    blob = bytearray(out.getvalue())
+    header_end = len(blob) - 4 * (4096 + 16)
+    blob[header_end + 2 * (4096 + 16) + 10] ^= 0x01  # chunk 2 forged
+    view = memoryview(bytes(blob))
+
+    def read_at(offset: int, length: int) -> memoryview:
+        if header_end + (4096 + 16) <= offset < header_end + 2 * (4096 + 16):
+            raise OSError("the range read of chunk 1 failed")
+        return view[offset : offset + length]
+
+    reader = SealedReader(read_at, len(view), key)
+    target = bytearray(len(data))
+    with pytest.raises(OSError, match="chunk 1"):
+        reader.read_into(0, memoryview(target), 2)
+    assert target == bytes(len(data))

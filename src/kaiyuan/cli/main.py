@@ -82,6 +82,11 @@ def serve(
 
     settings = _settings(data_dir, host=host, port=port)
     hub = _build(settings)
+    try:
+        hub.sealing.check_keys()  # a process given another key ring than the others stops here
+    except errors.HubError as exc:
+        hub.close()
+        _fail(exc)
     typer.echo(
         f"Kaiyuan serving {settings.data_dir} on http://{settings.host}:{settings.port} "
         f"(database: {hub.settings.effective_database_url.split('://', 1)[0]})",

@@ -199,10 +199,10 @@ class CommitService:
             access.require_write(principal, repo_id.namespace)
             _head(session, repo, branch, request.parent_commit)  # fail early, store nothing
         # Inline bytes and uploaded blobs are checked before any metadata changes.
-        blobs = self._store_contents(request.operations)
-        # Only contents this repository received are read (scanned, sealed): a verdict or a
-        # sealed copy must not give anything away about bytes uploaded elsewhere.
+        # Only contents this repository received are looked at (sized, parsed, scanned,
+        # sealed): nothing may give away anything about bytes uploaded elsewhere.
         self._require_uploaded(principal, kind, repo_id, request.operations)
+        blobs = self._store_contents(request.operations)
         if self._check is not None:
             self._check.check((request.operations[i].path, b.sha256) for i, b in blobs.items())
         sealed = None

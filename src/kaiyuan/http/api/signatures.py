@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from kaiyuan.core.errors import GatedRepoError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.http.api.schema import ERRORS, NAME, REPO_KIND, json_body, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of, read_model
@@ -63,7 +64,12 @@ async def signature(
     principal = await caller(request)
     repo_id, hub, repo_kind = RepoId(namespace, name), hub_of(request), RepoKind.parse(kind)
     found = await run_in_threadpool(hub.signing.signature, principal, repo_kind, repo_id, revision)
-    own = await run_in_threadpool(hub.publishers.check, principal, repo_kind, repo_id, found.commit)
+    try:
+        own = await run_in_threadpool(
+            hub.publishers.check, principal, repo_kind, repo_id, found.commit
+        )
+    except GatedRepoError:
+        own = None  # the publisher's model.sig is one of the gated files
     return Signature(
         id=str(repo_id),
         revision=found.commit,

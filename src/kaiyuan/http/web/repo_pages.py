@@ -19,6 +19,7 @@ from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import EntryNotFoundError, GatedRepoError, HubError, InvalidInputError
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, FolderEntry, Principal, RefKind, ResolvedRevision
+from kaiyuan.core.scanning import PublisherSignature
 from kaiyuan.http.context import caller, hub_of
 from kaiyuan.http.web import lineage_graph
 from kaiyuan.http.web.errors import error_page, not_found_page
@@ -175,13 +176,21 @@ def _tree(
         sealed=hub.sealing.sealed_among(
             at.repo, (e.sha256 for e in entries if isinstance(e, FileEntry))
         ),
-        publisher=(
-            hub.publishers.check(principal, kind, repo_id, at.commit.sha)
-            if not folder and any(e.path == SIGNATURE_FILE for e in entries)
-            else None
-        ),
+        publisher=_publisher(hub, principal, at, entries) if not folder else None,
     )
     return "repo_tree.html", values
+
+
+def _publisher(
+    hub: Hub, principal: Principal, at: ResolvedRevision, entries: list[Any]
+) -> PublisherSignature | None:
+    """The check of the publisher's own signature, for those who may read the files."""
+    if not any(e.path == SIGNATURE_FILE for e in entries):
+        return None
+    try:
+        return hub.publishers.check(principal, at.repo.kind, at.repo.repo_id, at.commit.sha)
+    except GatedRepoError:
+        return None
 
 
 def _crumbs(path: str) -> list[tuple[str, str]]:

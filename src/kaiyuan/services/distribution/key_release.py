@@ -10,6 +10,7 @@ refused, whatever fails.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ MAX_AUDIT_PAGE = 1000
 _PUBLIC_KEY_BYTES = 32
 _NONCE = re.compile(r"[0-9a-f]{64}")
 _ANONYMOUS = "(anonymous)"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,12 @@ class KeyReleaseService:
         try:
             released = self._decide(principal, repo, request, public_key)
         except _RefusedError as refused:
-            reason = str(refused.error)[:500] or type(refused.error).__name__
+            error = refused.error
+            if isinstance(error, HubError):
+                reason = error.message[:500]
+            else:  # a plug-in's failure: its text stays in the hub's log, not the tenant's
+                _log.exception("key release for %s failed", repo.repo_id, exc_info=error)
+                reason = f"internal error ({type(error).__name__}); see the hub's log"
             self._audit(repo, replace(audit, reason=reason))
             raise refused.error from refused.error.__cause__
         self._audit(

@@ -106,6 +106,7 @@ class PublisherSignatures:
             entry = files.get(SIGNATURE_FILE)
             if entry is None:
                 return None
+            access.require_files(session, principal, repo)  # model.sig is one of the files
             keys = session.publisher_keys(repo_id.namespace)
             sealed = session.sealed_files((e.sha256 for e in files.values() if e.lfs), repo)
         if entry.size > MAX_BUNDLE_BYTES:

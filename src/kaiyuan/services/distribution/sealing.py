@@ -224,8 +224,9 @@ class SealedReader:
                 futures = [pool.submit(self._decrypt_chunks, g, spans, starts) for g in groups]
                 for done in futures:
                     done.result()
-        except IntegrityError:
-            # decrypt_into writes before it checks the tag: leave nothing of a forgery behind
+        except BaseException:
+            # decrypt_into writes before it checks the tag: whatever stopped the work, leave
+            # nothing of a possibly forged chunk behind
             for _, view in spans:
                 _wipe(view)
             raise

@@ -313,7 +313,7 @@ class ProvenanceService:
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
             commit = revisions.resolve(session, repo, revision or repo.default_branch)
-            _require_sealed_access(session, self._cache, principal, repo, commit)
+            _require_sealed_access(session, principal, repo)
             found, at = self._nearest(session, repo, commit)
             matches = session.provenance_matches(repo, at) if found else []
             edges = session.lineage_edges(repo, at) if found else []
@@ -362,7 +362,7 @@ class ProvenanceService:
                 repo = access.visible_repo(session, principal, RepoKind.MODEL, repo_id)
                 access.require_files(session, principal, repo)  # the weights are read
                 commit = revisions.resolve(session, repo, revision or repo.default_branch)
-                _require_sealed_access(session, self._cache, principal, repo, commit)
+                _require_sealed_access(session, principal, repo)
             model = self._open(repo, commit.sha)
             if model is None:
                 raise InvalidInputError(f"{repo_id}@{commit.sha[:12]} holds no readable weights")
@@ -380,23 +380,18 @@ def _sketch(raw: bytes | None) -> Sketch | None:
         return None
 
 
-def _require_sealed_access(
-    session: MetadataSession,
-    cache: trees.TreeCache,
-    principal: Principal,
-    repo: Repo,
-    commit: Commit,
-) -> None:
-    """A sealed model's fingerprint (its tensors' names and shapes) is for its namespace only.
+def _require_sealed_access(session: MetadataSession, principal: Principal, repo: Repo) -> None:
+    """A sealed model's fingerprints (its tensors' names and shapes) are for its namespace only.
 
-    Its matches are still shown from the other side, to those who may read the other model.
+    Judged by the repository, not the revision: an older revision's fingerprint may be shown
+    for a newer one. Its matches are still shown from the other side, to those who may read the
+    other model.
     """
     if repo.repo_id.namespace in access.namespaces_of(principal):
         return
-    files = trees.flatten(session, cache, commit.tree)
-    if session.sealed_files((e.sha256 for e in files.values() if e.lfs), repo):
+    if session.repo_has_sealed_files(repo):
         raise AccessDeniedError(
-            f"{repo.repo_id} is sealed: the fingerprint of its weights is shown to the members "
+            f"{repo.repo_id} is sealed: the fingerprints of its weights are shown to the members "
             f"of {repo.repo_id.namespace} only"
         )
 

@@ -94,6 +94,11 @@ class SealingRows:
                 found[row.sha256] = _sealed(row)
         return found
 
+    def repo_has_sealed_files(self, repo: Repo) -> bool:
+        table = t.sealed_files
+        found = self._c.execute(select(table.c.sha256).where(table.c.repo_pk == repo.pk).limit(1))
+        return found.first() is not None
+
     def sealed_files_wrapped_by(self, kek_ids: set[str] | None) -> list[SealedFile]:
         """Sealed files whose key is wrapped by one of these KEKs (all, for None)."""
         table = t.sealed_files
