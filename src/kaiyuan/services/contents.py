@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
@@ -160,7 +160,7 @@ class ContentStore:
         local = self.whole_local_file(sha256, size)
         if local is not None:
             return local.open("rb")
-        return io.BufferedReader(_RangedReader(self, sha256, size), _READ_BUFFER)
+        return io.BufferedReader(_ranged_reader(self, sha256, size), _READ_BUFFER)
 
     def xet_file(self, sha256: str) -> XetFile | None:
         with self._store.session() as session:
@@ -194,13 +194,16 @@ def _window(chunks: Iterator[bytes], skip: int, take: int) -> Iterator[bytes]:
         yield piece
 
 
-class _RangedReader(io.RawIOBase):
-    """A stored content as a seekable file, read by ranges (object store, Xet chunks)."""
+class RangedFile(io.RawIOBase):
+    """Bytes read by offset as a read-only seekable file.
 
-    def __init__(self, contents: ContentStore, sha256: str, size: int) -> None:
-        self._contents = contents
-        self._sha256 = sha256
+    `fill(offset, view)` fills `view` with the bytes from `offset`: a stored content read by
+    ranges, a sealed file's plaintext decrypted in memory.
+    """
+
+    def __init__(self, size: int, fill: Callable[[int, memoryview], None]) -> None:
         self._size = size
+        self._fill = fill
         self._position = 0
 
     def readable(self) -> bool:
@@ -218,16 +221,20 @@ class _RangedReader(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        end = min(self._size, self._position + len(buffer))
-        if end <= self._position:
-            return 0
-        view = memoryview(buffer).cast("B")
+        take = max(0, min(len(buffer), self._size - self._position))
+        if take:
+            self._fill(self._position, memoryview(buffer).cast("B")[:take])
+            self._position += take
+        return take
+
+
+def _ranged_reader(contents: ContentStore, sha256: str, size: int) -> RangedFile:
+    """A stored content as a seekable file, read by ranges (object store, Xet chunks)."""
+
+    def fill(offset: int, view: memoryview) -> None:
         filled = 0
-        for piece in self._pieces(self._position, end):
+        for piece in contents.open(sha256, offset, offset + len(view)):
             view[filled : filled + len(piece)] = piece
             filled += len(piece)
-        self._position += filled
-        return filled
 
-    def _pieces(self, start: int, end: int) -> Iterator[bytes]:
-        return self._contents.open(self._sha256, start, end)
+    return RangedFile(size, fill)

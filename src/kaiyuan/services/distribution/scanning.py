@@ -18,7 +18,7 @@ from kaiyuan.core.scanning import FileScan, ScanStatus
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.distribution.scan import SCANNER, ScanLimits, scan
-from kaiyuan.services.distribution.sealing import PlaintextFile, SealedReader
+from kaiyuan.services.distribution.sealing import SealedReader, plaintext_file
 
 _READ_BUFFER = 1024 * 1024
 SEALED_FINDING = "sealed: scanned in memory, by its plaintext"
@@ -95,7 +95,7 @@ class ScanService:
         """Scan one stored content now (not stored); a sealed one by its plaintext, in memory."""
         sealed = self._unseal(sha256)
         if sealed is not None:
-            with io.BufferedReader(PlaintextFile(sealed), _READ_BUFFER) as handle:
+            with io.BufferedReader(plaintext_file(sealed), _READ_BUFFER) as handle:
                 found = scan(handle, sealed.size, sha256, self._limits)
             findings = (SEALED_FINDING, *found.findings)
             return FileScan(

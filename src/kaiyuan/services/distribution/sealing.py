@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 import json
 import re
 import secrets
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kaiyuan.core.errors import IntegrityError, InvalidInputError
+from kaiyuan.services.contents import RangedFile
 
 MAGIC = b"KYSEAL1\x00"
 VERSION = 1
@@ -395,30 +395,6 @@ def _read_exactly(source: IO[bytes], size: int) -> bytes:
     return data
 
 
-class PlaintextFile(io.RawIOBase):
-    """A sealed file's plaintext as a read-only seekable file (decrypted as it is read)."""
-
-    def __init__(self, reader: SealedReader) -> None:
-        self._reader = reader
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._reader.size}
-        self._position = max(0, base[whence] + offset)
-        return self._position
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        take = max(0, min(len(buffer), self._reader.size - self._position))
-        if take:
-            self._reader.read_into(self._position, memoryview(buffer).cast("B")[:take])
-            self._position += take
-        return take
+def plaintext_file(reader: SealedReader) -> RangedFile:
+    """A sealed file's plaintext as a read-only seekable file, decrypted as it is read."""
+    return RangedFile(reader.size, reader.read_into)
