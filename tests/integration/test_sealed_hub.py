@@ -446,3 +446,42 @@ def test_the_hub_reads_sealed_weights_in_memory_for_provenance_and_scans(
         local.close()
     assert found.status.value == "safe" and found.format == "safetensors"
     assert found.findings[0] == SEALED_FINDING
+
+
+def test_the_command_line(hub: ServerInfo, published: Published, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    grant(hub, published.repo_id, hub.bob, "bob")
+
+    def kaiyuan(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KAIYUAN_ENDPOINT": hub.url,
+            "HF_TOKEN": token,
+            "HF_HOME": str(tmp_path / "hf"),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "kaiyuan", "sealed", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    loaded = kaiyuan(hub.bob, "load", published.repo_id)
+    assert loaded.returncode == 0, loaded.stderr
+    assert f"loaded {len(published.tensors)} tensors" in loaded.stdout
+    assert "every chunk authenticated" in loaded.stdout
+    shown = kaiyuan(hub.bob, "policy", published.repo_id, "--show")
+    assert shown.returncode == 0 and '"*.safetensors"' in shown.stdout
+    assert kaiyuan(hub.bob, "revoke", published.repo_id, "bob").returncode == 5  # not a writer
+    assert kaiyuan(hub.alice, "revoke", published.repo_id, "bob").returncode == 0
+    refused = kaiyuan(hub.bob, "load", published.repo_id)
+    assert refused.returncode == 5 and "revoked" in refused.stderr
+    assert kaiyuan(hub.alice, "revoke", published.repo_id, "bob", "--restore").returncode == 0
+    log = kaiyuan(hub.alice, "releases", published.repo_id, "--limit", "3")
+    assert log.returncode == 0 and "refused" in log.stdout and "released" in log.stdout
+    assert kaiyuan(hub.alice, "policy", published.repo_id).returncode == 2  # no --pattern
+    assert not any(no_plaintext_under(tmp_path, published.needles))
