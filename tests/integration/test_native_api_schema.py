@@ -6,11 +6,14 @@ the document declares: status codes, content types, response bodies.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.core.failures import AcceptedNegativeData, FailureGroup
 
 from kaiyuan.core.errors import InvalidInputError
 from kaiyuan.core.ids import RepoId, validate_path
@@ -86,6 +89,27 @@ schemathesis.openapi.format(
 )
 
 
+def call_and_validate(case: schemathesis.Case, **options: Any) -> None:
+    """Every check, except one that cannot hold for the custom formats above.
+
+    For a custom format schemathesis cannot tell which strings violate it, so a "negative"
+    value (any string) that the hub's rule finds valid — `¬Æ` is a fine file name — is
+    accepted, as it should be. Such failures alone are not failures of the hub.
+    """
+    try:
+        case.call_and_validate(**options)
+    except FailureGroup as group:
+        real = [
+            failure
+            for failure in group.exceptions
+            if not (
+                isinstance(failure, AcceptedNegativeData) and "violates `format`" in failure.message
+            )
+        ]
+        if real:
+            raise
+
+
 def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
     document = httpx.get(f"{server.url}/api/openapi.json").json()
     paths = set(document["paths"])
@@ -121,10 +145,10 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_native_api_conforms_signed_in(case: schemathesis.Case, server: ServerInfo) -> None:
-    case.call_and_validate(headers=auth(server.alice))
+    call_and_validate(case, headers=auth(server.alice))
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_native_api_conforms_anonymous(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+    call_and_validate(case)
