@@ -378,3 +378,22 @@ def test_overlapping_zip_entries_spend_one_total_budget() -> None:
     )
     result = scanned(out.getvalue(), limits)
     assert result.status is ScanStatus.ERROR
+
+
+def test_bytes_that_only_look_like_an_import_are_not_unsafe() -> None:
+    # Random data starting with a pickle's first byte: a GLOBAL whose "names" are junk with a
+    # dot in them. No unpickler can import that; it must not be refused as code that runs.
+    junk = b"\x80\x02c\xff\xfe\x01mod\nna.me\x00\x9c\n" + random.Random(3).randbytes(2000)
+    result = scanned(junk)
+    assert result.status is not ScanStatus.UNSAFE and result.status is not ScanStatus.SAFE
+    # ... while a real attribute chain still is, from any module, builtins included.
+    for module, name in (
+        (b"builtins", b"getattr.__self__.__import__"),
+        (b"collections", b"OrderedDict.__init__.__globals__"),
+    ):
+        chain = b"\x80\x04\x8c%c%s\x8c%c%s\x93." % (len(module), module, len(name), name)
+        assert scanned(chain).status is ScanStatus.UNSAFE, name
+    many = random.Random(1)
+    for _ in range(300):
+        data = b"\x80" + many.randbytes(5000)
+        assert scanned(data).status is not ScanStatus.UNSAFE

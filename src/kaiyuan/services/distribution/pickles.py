@@ -102,15 +102,22 @@ def import_safety(module: str, name: str) -> ImportSafety:
         return ImportSafety.INNOCUOUS
     if module == "numpy.dtypes" and name.endswith("DType") and name.isidentifier():
         return ImportSafety.INNOCUOUS
+    if name.startswith("__") or ("." in name and _dotted(name)):
+        return ImportSafety.DANGEROUS  # attribute chains reach anything, from any module
     if module in {"builtins", "__builtin__"}:
         return ImportSafety.DANGEROUS if name in _DANGEROUS_BUILTINS else ImportSafety.SUSPICIOUS
     parts = module.split(".")
     for end in range(1, len(parts) + 1):
         if ".".join(parts[:end]) in _DANGEROUS_MODULES:
             return ImportSafety.DANGEROUS
-    if name.startswith("__") or "." in name:  # attribute chains reach anything
-        return ImportSafety.DANGEROUS
+    # Anything else, bytes that merely look like an import (random data that happens to
+    # start with a pickle's first byte) included: not known to run code, not allowed.
     return ImportSafety.SUSPICIOUS
+
+
+def _dotted(value: str) -> bool:
+    """Whether `value` is a chain of attribute names the unpickler could follow."""
+    return all(part.isidentifier() for part in value.split("."))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from kaiyuan.services.distribution import pickles
 from kaiyuan.services.distribution.sniff import HEAD_BYTES, Kind, sniff
 from kaiyuan.services.provenance.safetensors import read_header
 
-SCANNER = "kaiyuan-scan-1"
+SCANNER = "kaiyuan-scan-2"
 TEXT_PROBE_BYTES = 64 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024  # JSON files read whole for chat templates
 # A chat template is Jinja, run by the loader: one that reaches Python's internals can run code
