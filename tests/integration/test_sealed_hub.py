@@ -368,6 +368,14 @@ def test_bad_requests_get_clear_errors(hub: ServerInfo, published: Published) ->
         answer = httpx.request(method, base + tail, json=body, headers=auth(hub.alice))
         assert answer.status_code == status, (tail, body, answer.text)
         assert answer.json()["error"]
+    revocations = f"{base}/revocations"
+    for bad in ("a..b", "x" * 97, "-lead", "trail."):
+        answer = httpx.put(f"{revocations}/{bad}", headers=auth(hub.alice))
+        assert answer.status_code == 400, (bad, answer.text)
+    assert httpx.get(revocations, headers=auth(hub.alice)).json() == []  # nothing half-stored
+    for limit in ("0", "1001", "many"):
+        answer = httpx.get(f"{base}/releases?limit={limit}", headers=auth(hub.alice))
+        assert answer.status_code == 400, (limit, answer.text)
     not_sealed = f"acme/plain-{uuid.uuid4().hex[:6]}"
     HfApi(endpoint=hub.url, token=hub.alice).create_repo(not_sealed)
     challenge = httpx.post(
