@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from kaiyuan.core.errors import AccessDeniedError, InvalidInputError
 from kaiyuan.core.sealing import AttestationResult, AttestationVerifier
 from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.distribution.plugins import build_plugin
 
 EVIDENCE_FORMAT = "kaiyuan-ca-evidence/v1"
 MAX_EVIDENCE_AGE = timedelta(minutes=5)
@@ -211,13 +211,8 @@ def load_verifier(
 ) -> AttestationVerifier | None:
     """The configured verifier: a plug-in factory, else the CA verifier, else none."""
     if plugin:
-        module_name, _, attribute = plugin.partition(":")
-        if not module_name or not attribute:
-            raise InvalidInputError(
-                "KAIYUAN_ATTESTATION_VERIFIER must look like 'package.module:factory'"
-            )
-        verifier: AttestationVerifier = getattr(importlib.import_module(module_name), attribute)(
-            settings
+        verifier: AttestationVerifier = build_plugin(
+            plugin, "KAIYUAN_ATTESTATION_VERIFIER", settings
         )
         return verifier
     if ca is not None:

@@ -10,7 +10,6 @@ with the same methods (`kaiyuan.core.sealing.KeyEncryptionKeys`).
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import secrets
@@ -22,8 +21,9 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kaiyuan.core.errors import IntegrityError, InvalidInputError, StorageUnavailableError
+from kaiyuan.core.errors import IntegrityError, StorageUnavailableError
 from kaiyuan.core.sealing import KeyEncryptionKeys, WrappedKey
+from kaiyuan.services.distribution.plugins import build_plugin
 
 _KEK_ID = re.compile(r"kek-[0-9a-f]{16}")
 _CURRENT = "CURRENT"
@@ -128,11 +128,7 @@ def load_key_ring(folder: Path, kms: str | None, settings: Any) -> KeyEncryption
     """The local key ring in `folder`, or the KMS adapter a `module:factory` setting names."""
     if not kms:
         return LocalKeyRing(folder)
-    module_name, _, attribute = kms.partition(":")
-    if not module_name or not attribute:
-        raise InvalidInputError("KAIYUAN_SEALING_KMS must look like 'package.module:factory'")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    ring: KeyEncryptionKeys = factory(settings)
+    ring: KeyEncryptionKeys = build_plugin(kms, "KAIYUAN_SEALING_KMS", settings)
     return ring
 
 
