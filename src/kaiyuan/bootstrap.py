@@ -13,6 +13,9 @@ from kaiyuan.core.scanning import ScanStatus
 from kaiyuan.services.accounts import AccountService
 from kaiyuan.services.commits import CommitLimits, CommitService
 from kaiyuan.services.contents import ContentStore, XorbCache
+from kaiyuan.services.curation.contributions import ContributionService
+from kaiyuan.services.curation.engines import Engine, LocalEngine, RayEngine
+from kaiyuan.services.curation.service import CurationService
 from kaiyuan.services.distribution.attestation import load_verifier
 from kaiyuan.services.distribution.key_release import KeyReleaseService
 from kaiyuan.services.distribution.keyring import load_key_ring
@@ -25,6 +28,7 @@ from kaiyuan.services.distribution.signing import KEY_FILE, load_or_create_key
 from kaiyuan.services.fsck import ConsistencyChecker
 from kaiyuan.services.garbage import GarbageCollector
 from kaiyuan.services.gating import GatingService
+from kaiyuan.services.jobs import JobService
 from kaiyuan.services.licensing.catalog import load_catalog
 from kaiyuan.services.licensing.service import LicensingService
 from kaiyuan.services.limits import RateLimiter
@@ -71,6 +75,9 @@ class Hub:
     sealing: SealingService
     key_release: KeyReleaseService
     publishers: PublisherSignatures
+    jobs: JobService
+    contributions: ContributionService
+    curation: CurationService
 
     def close(self) -> None:
         self.metadata.close()
@@ -178,24 +185,29 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         limits=ScanLimits(max_unpacked_bytes=settings.scan_max_unpacked_bytes),
         unseal=sealing.unseal,
     )
+    repos = RepoService(metadata, blobs, cache, check=scanning)
+    reads = ReadService(metadata, contents, cache)
+    commits = CommitService(
+        metadata,
+        blobs,
+        contents,
+        cache,
+        commit_limits,
+        reviews=[licensing, provenance, signing],
+        check=scanning,
+        sealer=sealing,
+    )
+    uploads = UploadService(metadata, blobs, contents, ingest, secret, upload_limits)
+    jobs = JobService(metadata)
     return Hub(
         settings=settings,
         metadata=metadata,
         blobs=blobs,
         accounts=accounts,
-        repos=RepoService(metadata, blobs, cache, check=scanning),
-        reads=ReadService(metadata, contents, cache),
-        commits=CommitService(
-            metadata,
-            blobs,
-            contents,
-            cache,
-            commit_limits,
-            reviews=[licensing, provenance, signing],
-            check=scanning,
-            sealer=sealing,
-        ),
-        uploads=UploadService(metadata, blobs, contents, ingest, secret, upload_limits),
+        repos=repos,
+        reads=reads,
+        commits=commits,
+        uploads=uploads,
         contents=contents,
         xet_ingest=ingest,
         cas=CasService(metadata, contents, secret, settings.xet_token_ttl_seconds),
@@ -213,7 +225,26 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
         sealing=sealing,
         key_release=key_release,
         publishers=PublisherSignatures(metadata, contents, cache),
+        jobs=jobs,
+        contributions=ContributionService(metadata, commits, uploads, reads),
+        curation=CurationService(
+            metadata,
+            cache,
+            contents,
+            reads,
+            commits,
+            uploads,
+            jobs,
+            lambda: curation_engine(settings),
+        ),
     )
+
+
+def curation_engine(settings: Settings) -> Engine:
+    """The engine the settings choose for curation stages."""
+    if settings.curation_engine == "ray":
+        return RayEngine(settings.ray_address)
+    return LocalEngine(settings.curation_workers or None)
 
 
 def _secret(settings: Settings) -> bytes:

@@ -225,6 +225,45 @@ class Settings(BaseSettings):
         description="`package.module:factory` of an attestation verifier plug-in (a TEE's); "
         "takes precedence over `attestation_ca`.",
     )
+    job_worker: bool = Field(
+        default=True,
+        description="Run background jobs (dataset curation) in this process. Processes share "
+        "the queue in the database; turn it off in processes that should only serve.",
+    )
+    job_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often an idle job worker looks for jobs queued by other processes.",
+    )
+    job_stale_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this is taken to have lost its "
+        "process, and another worker runs it again (at most three attempts).",
+    )
+    curation_engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where curation stages run: `local` (a process pool on this machine) or "
+        "`ray` (Ray Data on the cluster at `ray_address`).",
+    )
+    curation_workers: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Processes of the local curation engine; 0: one per CPU core.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Address of the Ray cluster the `ray` engine uses (`ray://host:10001` or "
+        "`host:6379`); unset: a local Ray started on first use.",
+    )
+    max_contribution_bytes: int = Field(
+        default=10 * 1024**3,
+        gt=0,
+        description="Largest request a contribution to a co-built dataset may be, all files "
+        "together.",
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
 
     @property

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from kaiyuan.bootstrap import Hub, build_hub, migrate_database
-from kaiyuan.cli import licence, lineage, provenance, sealed, verify
+from kaiyuan.cli import data, licence, lineage, provenance, sealed, verify
 from kaiyuan.cli.failures import fail as _fail
 from kaiyuan.config import Settings, load_settings
 from kaiyuan.core import errors
@@ -32,6 +32,7 @@ app.add_typer(lineage.app, name="lineage")
 app.add_typer(licence.app, name="licence")
 app.add_typer(provenance.app, name="provenance")
 app.add_typer(sealed.app, name="sealed")
+app.add_typer(data.app, name="data")
 app.command("verify")(verify.verify)
 admin.add_typer(licence.policy_app, name="licence-policy")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,53 @@ class HubClient:
         method = "DELETE" if restore else "PUT"
         where = quote(subject, safe="")
         self._call_list(method, f"/api/sealing/{kind}s/{repo_id}/revocations/{where}")
+
+    # --- co-built datasets and curation -------------------------------------------------------
+    def cobuild_policy(self, repo_id: str, policy: dict[str, Any] | None) -> dict[str, Any]:
+        """Set the policy (or read it, with None)."""
+        path = f"/api/cobuilding/datasets/{repo_id}"
+        if policy is None:
+            found = self._answer("GET", path)
+            return found if isinstance(found, dict) else {}
+        return self._call("PUT", path, json=policy)
+
+    def contribute(
+        self, repo_id: str, fields: dict[str, str], files: list[tuple[str, Path]]
+    ) -> dict[str, Any]:
+        """Send files (path inside the contribution, local file) as one contribution."""
+        with contextlib.ExitStack() as stack:
+            parts = [
+                ("files", (name, stack.enter_context(local.open("rb")), "application/octet-stream"))
+                for name, local in files
+            ]
+            return self._call(
+                "POST",
+                f"/api/cobuilding/datasets/{repo_id}/contributions",
+                data=fields,
+                files=parts,
+            )
+
+    def contributions(self, repo_id: str, status: str | None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else {}
+        path = f"/api/cobuilding/datasets/{repo_id}/contributions"
+        return self._call_list("GET", path, params=params)
+
+    def review(self, repo_id: str, number: int, verdict: str, note: str) -> dict[str, Any]:
+        path = f"/api/cobuilding/datasets/{repo_id}/contributions/{number}/{verdict}"
+        return self._call("POST", path, json={"note": note})
+
+    def curate(self, repo_id: str, revision: str | None) -> dict[str, Any]:
+        return self._call("POST", f"/api/curation/datasets/{repo_id}", json={"revision": revision})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/jobs/{quote(job_id, safe='')}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel")
+
+    def curation_report(self, repo_id: str, revision: str | None) -> dict[str, Any]:
+        params = {"revision": revision} if revision else {}
+        return self._call("GET", f"/api/curation/datasets/{repo_id}/report", params=params)
 
     def download(self, repo_id: str, sha: str, path: str, target: Path) -> None:
         """A file at a commit, streamed to `target` (written under a temporary name first)."""

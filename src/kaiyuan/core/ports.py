@@ -6,9 +6,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from kaiyuan.core.cobuilding import CoBuildPolicy, Contribution, ContributionStatus
 from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.jobs import Job, JobKind, JobStatus
 from kaiyuan.core.lineage import (
     EdgeOrigin,
     LicenceAcceptance,
@@ -229,6 +231,54 @@ class MetadataSession(Protocol):
     def add_publisher_key(self, key: PublisherKey) -> bool: ...
     def publisher_keys(self, namespace: str) -> list[PublisherKey]: ...
     def remove_publisher_key(self, namespace: str, key_id: str) -> bool: ...
+
+    # co-built datasets
+    def repo_by_pk(self, pk: int) -> Repo | None: ...
+    def cobuild_policy(self, repo: Repo) -> CoBuildPolicy | None: ...
+    def set_cobuild_policy(self, repo: Repo, policy: CoBuildPolicy, now: datetime) -> None: ...
+    def next_contribution_number(self, repo: Repo) -> int: ...
+    def add_contribution(self, repo: Repo, contribution: Contribution) -> None: ...
+    def contribution(self, repo: Repo, number: int) -> Contribution | None: ...
+    def contributions(
+        self, repo: Repo, status: ContributionStatus | None = None
+    ) -> list[Contribution]: ...
+    def review_contribution(
+        self,
+        repo: Repo,
+        number: int,
+        status: ContributionStatus,
+        by: str,
+        now: datetime,
+        note: str,
+        merged_commit: str = "",
+    ) -> bool:
+        """Record a review of a pending contribution; False when it was no longer pending."""
+        ...
+
+    # background jobs
+    def add_job(self, job: Job) -> None: ...
+    def job(self, job_id: str) -> Job | None: ...
+    def jobs(self, repo: Repo | None, kind: JobKind | None, limit: int) -> list[Job]: ...
+    def claim_job(
+        self, kinds: set[JobKind], now: datetime, stale_before: datetime, max_attempts: int
+    ) -> Job | None:
+        """Take the oldest queued job (or one whose worker stopped beating), or None."""
+        ...
+
+    def beat_job(self, job_id: str, now: datetime, progress: float, stage: str) -> bool:
+        """Record a running job's progress; whether a cancel was requested."""
+        ...
+
+    def cancel_job(self, job_id: str, now: datetime) -> JobStatus | None: ...
+    def finish_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: datetime,
+        result: dict[str, Any],
+        error: str,
+        log: str,
+    ) -> None: ...
 
     # content scans: one verdict per content
     def save_scan(self, scan: FileScan) -> None: ...

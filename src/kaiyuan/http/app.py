@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from kaiyuan import __version__
 from kaiyuan.bootstrap import Hub
 from kaiyuan.core.errors import HubError
+from kaiyuan.core.jobs import JobKind
+from kaiyuan.http.api import cobuilding as cobuilding_routes
 from kaiyuan.http.api import health as health_routes
 from kaiyuan.http.api import licences as licence_routes
 from kaiyuan.http.api import lineage as lineage_routes
@@ -27,6 +29,7 @@ from kaiyuan.http.hfcompat.errors import (
     handle_unexpected,
 )
 from kaiyuan.http.web import hub_pages
+from kaiyuan.services.jobs import JobTimings, JobWorker
 from kaiyuan.services.provenance.worker import ProvenanceWorker
 
 
@@ -37,11 +40,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if hub.settings.provenance_worker:
         worker = ProvenanceWorker(hub.provenance, hub.settings.provenance_poll_seconds)
         worker.start()
+    jobs = None
+    if hub.settings.job_worker:
+        timings = JobTimings(hub.settings.job_poll_seconds, hub.settings.job_stale_seconds)
+        handlers = {JobKind.CURATION: hub.curation.run}
+        jobs = JobWorker(hub.metadata, hub.jobs, handlers, timings)
+        jobs.start()
     try:
         yield
     finally:
         if worker is not None:
             worker.stop()
+        if jobs is not None:
+            jobs.stop()
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -69,6 +80,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(scan_routes.router)
     app.include_router(signature_routes.router)
     app.include_router(sealing_routes.router)
+    app.include_router(cobuilding_routes.router)
     app.include_router(hub_pages.router)
     app.mount("/-/static", hub_pages.STATIC, name="static")
     # The catch-all routes come last: they match any path.

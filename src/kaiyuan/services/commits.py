@@ -186,17 +186,22 @@ class CommitService:
         repo_id: RepoId,
         branch: str,
         request: CommitRequest,
+        *,
+        write_checked: bool = False,
     ) -> Commit:
         """Apply the operations on top of `branch` as one new commit, or change nothing.
 
         With `parent_commit`, the branch must still point at it (else StaleParentError); without,
-        a concurrent commit is retried on the new head.
+        a concurrent commit is retried on the new head. `write_checked`: the calling service
+        has itself decided that `principal` may write to this branch (a contributor to a
+        co-built dataset writes only to its contribution's branch).
         """
         self._check_request(request)
         revisions.check_name(branch)
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, kind, repo_id)
-            access.require_write(principal, repo_id.namespace)
+            if not write_checked:
+                access.require_write(principal, repo_id.namespace)
             _head(session, repo, branch, request.parent_commit)  # fail early, store nothing
         # Inline bytes and uploaded blobs are checked before any metadata changes.
         # Only contents this repository received are looked at (sized, parsed, scanned,

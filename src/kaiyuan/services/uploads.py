@@ -7,6 +7,7 @@ import hmac
 import math
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kaiyuan.core.errors import (
@@ -180,6 +181,23 @@ class UploadService:
             held = session.has_repo_object(repo.pk, sha256)
         if not held or not self._holds(sha256, size):
             raise IntegrityError(f"object {sha256} of {size} bytes was not received")
+
+    def adopt(self, repo: Repo, chunks: Iterable[bytes], max_bytes: int | None = None) -> BlobInfo:
+        """Store bytes the hub received or made itself as an upload to `repo`, hashed as written."""
+        limit = self._limits.max_file_bytes if max_bytes is None else max_bytes
+        writer = self._blobs.writer()
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+                if writer.size > limit:
+                    raise TooLargeError(f"larger than the {limit}-byte file limit")
+            info = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        grant = UploadGrant(repo.pk, info.sha256, info.size, 0, "")
+        self._record(grant, info)
+        return info
 
     def _record(self, grant: UploadGrant, info: BlobInfo) -> None:
         # Chunked into Xet storage first: until then the whole blob stays the stored form, and

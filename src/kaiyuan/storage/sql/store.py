@@ -32,6 +32,7 @@ from kaiyuan.core.models import (
     TreeEntry,
 )
 from kaiyuan.storage.sql import tables as t
+from kaiyuan.storage.sql.cobuild_rows import CoBuildRows
 from kaiyuan.storage.sql.collection_rows import CollectionRows, ConsistencyRows
 from kaiyuan.storage.sql.dialects import (
     WRITE_FLAG,
@@ -136,6 +137,7 @@ class SqlSession(
     ProvenanceRows,
     ScanRows,
     SealingRows,
+    CoBuildRows,
 ):
     def __init__(self, connection: Connection, engine: Engine) -> None:
         self._c = connection

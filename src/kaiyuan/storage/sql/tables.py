@@ -412,3 +412,59 @@ publisher_keys = Table(
     Column("added_by", String(96), nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- co-built datasets and background jobs ---------------------------------------------------
+cobuild_policies = Table(
+    "cobuild_policies",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("organisations", Text, nullable=False),  # JSON list
+    Column("licences", Text, nullable=False),  # JSON list; empty: any licence
+    Column("updated_by", String(96), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+contributions = Table(
+    "contributions",
+    metadata,
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("organisation", String(96), nullable=False),
+    Column("contributor", String(96), nullable=False),
+    Column("licence", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("branch", String(255), nullable=False),
+    Column("commit", String(40), nullable=False),
+    Column("files", Text, nullable=False),  # JSON list of {path, sha256, size, rows}
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("reviewed_by", String(96), nullable=False, default=""),
+    Column("reviewed_at", DateTime(timezone=True)),
+    Column("review_note", Text, nullable=False, default=""),
+    Column("merged_commit", String(40), nullable=False, default=""),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("repo_pk", Integer, ForeignKey("repos.pk", ondelete="CASCADE"), nullable=False),
+    Column("revision", String(40), nullable=False),
+    Column("params", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("stage", String(200), nullable=False, default=""),
+    Column("created_by", String(96), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("result", Text, nullable=False, default="{}"),  # JSON
+    Column("error", Text, nullable=False, default=""),
+    Column("log", Text, nullable=False, default=""),
+    Index("ix_jobs_status_created", "status", "created_at"),
+    Index("ix_jobs_repo_kind", "repo_pk", "kind"),
+)

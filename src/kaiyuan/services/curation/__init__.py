@@ -1,0 +1,1 @@
+"""Dataset co-building: contributions, the curation pipeline and its stages, engines."""

@@ -1,0 +1,308 @@
+"""Contributions to co-built datasets: intake on their own branch, review, and the card.
+
+A member of an organisation the repository's policy names contributes files with a licence.
+They are checked by the same reader curation uses (every row must be readable), stored, and
+committed by the hub on the contributor's behalf to the branch `contrib/<number>`, under the
+area `contributions/<organisation>/<number>/`; the contributor needs no write access to the
+repository. A maintainer accepts a contribution (its files land on `main` in one commit, with
+the card's contributor list regenerated) or rejects it (main is untouched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from kaiyuan.core.cobuilding import (
+    MAX_CONTRIBUTION_FILES,
+    MAX_NOTE,
+    MAX_TITLE,
+    CoBuildPolicy,
+    ContributedFile,
+    Contribution,
+    ContributionStatus,
+    checked_licence,
+    checked_policy,
+    contribution_area,
+    contribution_branch,
+)
+from kaiyuan.core.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
+from kaiyuan.core.ids import RepoId, RepoKind, validate_path
+from kaiyuan.core.models import Principal, Ref, RefKind, Repo, Scope
+from kaiyuan.core.ports import MetadataStore
+from kaiyuan.services import access, revisions
+from kaiyuan.services.clock import Clock, utc_now
+from kaiyuan.services.commits import CommitRequest, CommitService, PutLfsFile, PutRegularFile
+from kaiyuan.services.curation.card import render_card
+from kaiyuan.services.curation.records import is_data_file, read_records
+from kaiyuan.services.reads import ReadService
+from kaiyuan.services.uploads import UploadService
+
+_READ_CHUNK = 1 << 20
+MAX_CARD_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    """A file a contributor sent: its path inside the contribution and a seekable stream."""
+
+    path: str
+    stream: IO[bytes]
+
+
+class ContributionService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        commits: CommitService,
+        uploads: UploadService,
+        reads: ReadService,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store = store
+        self._commits = commits
+        self._uploads = uploads
+        self._reads = reads
+        self._clock = clock
+
+    # --- policy -------------------------------------------------------------------------------
+    def set_policy(
+        self, principal: Principal, repo_id: RepoId, organisations: object, licences: object
+    ) -> CoBuildPolicy:
+        """Make a dataset co-built (or change who may contribute); for its maintainers."""
+        policy = checked_policy(organisations, licences, principal.user or "", self._clock())
+        with self._store.session(write=True) as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            access.require_write(principal, repo_id.namespace)
+            session.set_cobuild_policy(repo, policy, self._clock())
+        return policy
+
+    def policy(self, principal: Principal, repo_id: RepoId) -> CoBuildPolicy | None:
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            return session.cobuild_policy(repo)
+
+    # --- intake ---------------------------------------------------------------------------------
+    def contribute(
+        self,
+        principal: Principal,
+        repo_id: RepoId,
+        organisation: str,
+        licence: str,
+        title: str,
+        files: Sequence[IncomingFile],
+    ) -> Contribution:
+        """Check, store and commit a contribution to its own branch; it waits for review."""
+        if principal.user is None:
+            raise AuthenticationError(
+                "contributing needs a token: send 'Authorization: Bearer <token>'"
+            )
+        if principal.scope is not Scope.WRITE:
+            raise AccessDeniedError("this token has read scope; contributing needs a write token")
+        if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE:
+            raise InvalidInputError(f"a contribution needs a title of 1 to {MAX_TITLE} characters")
+        if not files or len(files) > MAX_CONTRIBUTION_FILES:
+            raise InvalidInputError(f"a contribution holds 1 to {MAX_CONTRIBUTION_FILES} files")
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            access.require_files(session, principal, repo)
+            policy = session.cobuild_policy(repo)
+        if policy is None:
+            raise AccessDeniedError(
+                f"{repo_id} is not a co-built dataset; it takes no contributions"
+            )
+        if organisation not in policy.organisations:
+            raise AccessDeniedError(
+                f"{repo_id} takes contributions from {', '.join(policy.organisations)}"
+            )
+        if organisation not in principal.orgs:
+            raise AccessDeniedError(f"user {principal.user!r} is not a member of {organisation!r}")
+        checked_licence(licence, policy.licences)
+        checked = self._check_files(files)
+        stored = [
+            (path, self._uploads.adopt(repo, _chunks(f.stream)), rows)
+            for (path, rows), f in zip(checked, files, strict=True)
+        ]
+        for _ in range(5):
+            number = self._claim_branch(repo, principal)
+            area = contribution_area(organisation, number)
+            operations = [
+                PutLfsFile(f"{area}/{path}", info.sha256, info.size) for path, info, _ in stored
+            ]
+            request = CommitRequest(
+                f"Contribution {number} from {organisation}: {title.strip()}",
+                f"Licence: {licence}",
+                list(operations),
+            )
+            commit = self._commits.commit(
+                principal,
+                RepoKind.DATASET,
+                repo_id,
+                contribution_branch(number),
+                request,
+                write_checked=True,
+            )
+            contribution = Contribution(
+                number=number,
+                organisation=organisation,
+                contributor=principal.user,
+                licence=licence,
+                title=title.strip(),
+                status=ContributionStatus.PENDING,
+                branch=contribution_branch(number),
+                commit=commit.sha,
+                files=tuple(
+                    ContributedFile(f"{area}/{path}", info.sha256, info.size, rows)
+                    for path, info, rows in stored
+                ),
+                created_at=self._clock(),
+            )
+            with self._store.session(write=True) as session:
+                session.add_contribution(repo, contribution)
+            return contribution
+        raise ConflictError("could not number the contribution; try again")
+
+    def _check_files(self, files: Sequence[IncomingFile]) -> list[tuple[str, int]]:
+        seen: set[str] = set()
+        checked: list[tuple[str, int]] = []
+        for incoming in files:
+            path = incoming.path.strip("/")
+            validate_path(path)
+            if path in seen:
+                raise InvalidInputError(f"{path!r} appears twice in the contribution")
+            seen.add(path)
+            if not is_data_file(path):
+                raise InvalidInputError(
+                    f"{path!r}: contributions are .jsonl, .json, .parquet or .txt files"
+                )
+            rows = sum(1 for _ in read_records(path, incoming.stream))
+            if rows == 0:
+                raise InvalidInputError(f"{path!r} holds no records")
+            incoming.stream.seek(0)
+            checked.append((path, rows))
+        return checked
+
+    def _claim_branch(self, repo: Repo, principal: Principal) -> int:
+        """The next contribution number, with its branch made from main's head."""
+        with self._store.session(write=True) as session:
+            number = session.next_contribution_number(repo)
+            while session.get_ref(repo, RefKind.BRANCH, contribution_branch(number)) is not None:
+                number += 1
+            head = revisions.resolve(session, repo, "main")
+            try:
+                session.add_ref(repo, Ref(RefKind.BRANCH, contribution_branch(number), head.sha))
+            except AlreadyExistsError:
+                raise ConflictError("another contribution took this number") from None
+        del principal
+        return number
+
+    # --- review ---------------------------------------------------------------------------------
+    def list(
+        self, principal: Principal, repo_id: RepoId, status: str | None = None
+    ) -> list[Contribution]:
+        wanted = None
+        if status is not None:
+            try:
+                wanted = ContributionStatus(status)
+            except ValueError:
+                raise InvalidInputError("status must be pending, accepted or rejected") from None
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            return session.contributions(repo, wanted)
+
+    def get(self, principal: Principal, repo_id: RepoId, number: int) -> Contribution:
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            found = session.contribution(repo, number)
+        if found is None:
+            raise NotFoundError(f"contribution {number} not found in {repo_id}")
+        return found
+
+    def accept(
+        self, principal: Principal, repo_id: RepoId, number: int, note: str = ""
+    ) -> Contribution:
+        """Bring the contribution's files onto main, with the card's contributors regenerated."""
+        contribution = self._pending(principal, repo_id, number, note)
+        with self._store.session() as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            accepted = [*session.contributions(repo, ContributionStatus.ACCEPTED), contribution]
+        card = render_card(self._card(principal, repo_id), accepted, None)
+        operations: list[PutLfsFile | PutRegularFile] = [
+            PutLfsFile(f.path, f.sha256, f.size) for f in contribution.files
+        ]
+        operations.append(PutRegularFile("README.md", card.encode()))
+        commit = self._commits.commit(
+            principal,
+            RepoKind.DATASET,
+            repo_id,
+            "main",
+            CommitRequest(
+                f"Accept contribution {number} from {contribution.organisation}",
+                f"{contribution.title}\n\nLicence: {contribution.licence}",
+                list(operations),
+            ),
+        )
+        self._review(repo_id, principal, number, ContributionStatus.ACCEPTED, note, commit.sha)
+        return self.get(principal, repo_id, number)
+
+    def reject(
+        self, principal: Principal, repo_id: RepoId, number: int, note: str = ""
+    ) -> Contribution:
+        self._pending(principal, repo_id, number, note)
+        self._review(repo_id, principal, number, ContributionStatus.REJECTED, note, "")
+        return self.get(principal, repo_id, number)
+
+    def _pending(
+        self, principal: Principal, repo_id: RepoId, number: int, note: str
+    ) -> Contribution:
+        if not isinstance(note, str) or len(note) > MAX_NOTE:
+            raise InvalidInputError(f"a review note is at most {MAX_NOTE} characters")
+        contribution = self.get(principal, repo_id, number)
+        access.require_write(principal, repo_id.namespace)
+        if contribution.status is not ContributionStatus.PENDING:
+            raise ConflictError(f"contribution {number} was already {contribution.status.value}")
+        return contribution
+
+    def _review(
+        self,
+        repo_id: RepoId,
+        principal: Principal,
+        number: int,
+        status: ContributionStatus,
+        note: str,
+        merged: str,
+    ) -> None:
+        with self._store.session(write=True) as session:
+            repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
+            done = session.review_contribution(
+                repo, number, status, principal.user or "", self._clock(), note, merged
+            )
+        if not done:
+            raise ConflictError(f"contribution {number} was reviewed by someone else meanwhile")
+
+    def _card(self, principal: Principal, repo_id: RepoId) -> str | None:
+        return read_card(self._reads, principal, repo_id, "main")
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while chunk := stream.read(_READ_CHUNK):
+        yield chunk
+
+
+def read_card(
+    reads: ReadService, principal: Principal, repo_id: RepoId, revision: str
+) -> str | None:
+    """The dataset card's text at a revision, or None when it has none (or not as UTF-8)."""
+    try:
+        at = reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
+        return reads.read_small(reads.file(at, "README.md"), MAX_CARD_BYTES).decode("utf-8")
+    except (NotFoundError, InvalidInputError, UnicodeDecodeError):
+        return None
