@@ -19,8 +19,7 @@ from typing import Any
 import yaml
 
 from kaiyuan.core.errors import InvalidInputError
-from kaiyuan.core.ids import validate_path
-from kaiyuan.services import revisions
+from kaiyuan.core.ids import validate_path, validate_ref_name
 
 CONFIG_FILE = "curation.yaml"
 CONFIG_VERSION = 1
@@ -128,7 +127,7 @@ def parse_config(
     branch, path, shard_rows = merged["branch"], merged["path"], merged["shard_rows"]
     if not isinstance(branch, str):
         raise InvalidInputError(f"{CONFIG_FILE}: output.branch must be a branch name")
-    revisions.check_name(branch)
+    validate_ref_name(branch)
     if not isinstance(path, str) or not path:
         raise InvalidInputError(f"{CONFIG_FILE}: output.path must be a folder")
     validate_path(path.strip("/"))
