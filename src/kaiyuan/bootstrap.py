@@ -236,6 +236,7 @@ def assemble(settings: Settings, metadata: MetadataStore, blobs: BlobStore) -> H
             uploads,
             jobs,
             lambda: curation_engine(settings),
+            settings.curation_batch_rows,
         ),
     )
 

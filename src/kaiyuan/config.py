@@ -252,6 +252,12 @@ class Settings(BaseSettings):
         le=1024,
         description="Processes of the local curation engine; 0: one per CPU core.",
     )
+    curation_batch_rows: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Records per batch handed to a curation engine's workers.",
+    )
     ray_address: str | None = Field(
         default=None,
         max_length=500,

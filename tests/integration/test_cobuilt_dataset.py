@@ -26,6 +26,8 @@ from kaiyuan.core.models import Scope
 from tests.support.corpus import Planted, build
 from tests.support.hubs import ServerInfo, settings_for, start_server
 
+pytestmark = pytest.mark.slow
+
 REPO = "consortium/corpus"
 
 

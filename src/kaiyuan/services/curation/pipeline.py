@@ -70,7 +70,10 @@ Progress = Callable[[float, str], None]
 
 
 def _batches(
-    sources: Sequence[SourceFile], opener: Callable[[SourceFile], IO[bytes]], text_field: str
+    sources: Sequence[SourceFile],
+    opener: Callable[[SourceFile], IO[bytes]],
+    text_field: str,
+    batch_rows: int,
 ) -> Iterator[pa.Table]:
     rows: dict[str, list[Any]] = {name: [] for name in ("text", *ATTRIBUTION)}
 
@@ -96,7 +99,7 @@ def _batches(
                 rows["contribution"].append(source.contribution)
                 rows["source_file"].append(source.path)
                 rows["source_row"].append(row)
-                if len(rows["text"]) >= BATCH_ROWS:
+                if len(rows["text"]) >= batch_rows:
                     yield flush()
     if rows["text"]:
         yield flush()
@@ -117,10 +120,11 @@ def curate(
     opener: Callable[[SourceFile], IO[bytes]],
     engine: Engine,
     progress: Progress,
+    batch_rows: int = BATCH_ROWS,
 ) -> CurationResult:
     """Run the configured stages over every record of `sources`."""
     progress(0.0, "reading")
-    batches = list(_batches(sources, opener, config.text_field))
+    batches = list(_batches(sources, opener, config.text_field, batch_rows))
     total = sum(b.num_rows for b in batches)
     kept_as: dict[int, tuple[str, int]] = {}  # removed duplicate -> (file, row) kept instead
     passes = _passes(config)
@@ -133,7 +137,7 @@ def curate(
             table = pa.concat_tables(batches)
             table = _dedup(table, last, kept_as)
             batches = [
-                table.slice(start, BATCH_ROWS) for start in range(0, table.num_rows, BATCH_ROWS)
+                table.slice(start, batch_rows) for start in range(0, table.num_rows, batch_rows)
             ]
     progress(0.92, "writing")
     table = pa.concat_tables(batches) if batches else _empty()

@@ -61,7 +61,9 @@ class CurationService:
         uploads: UploadService,
         jobs: JobService,
         engine: Callable[[], Engine],
+        batch_rows: int = 5000,
     ) -> None:
+        self._batch_rows = batch_rows
         self._store = store
         self._cache = cache
         self._contents = contents
@@ -126,7 +128,9 @@ class CurationService:
         def opener(source: SourceFile) -> IO[bytes]:
             return self._contents.reader(source.sha256, source.size)
 
-        result = curate(config, sources, opener, self._engine(), context.progress)
+        result = curate(
+            config, sources, opener, self._engine(), context.progress, self._batch_rows
+        )
         context.log(
             f"{result.report['records_in']} records in, {result.report['records_out']} kept"
         )
