@@ -465,3 +465,17 @@ def test_a_queued_job_can_be_cancelled_and_jobs_are_private_to_who_may_see_them(
         cancelled = api(hub, hub.alice, "GET", f"/api/jobs/{queued['id']}").json()
     assert cancelled["status"] in {"cancelled", "succeeded"}
     assert cancelled["cancel_requested"] is True
+
+
+def test_the_dataset_page_shows_the_statistics(hub: ServerInfo, curated: dict[str, Any]) -> None:
+    page = httpx.get(f"{hub.url}/datasets/{REPO}/curation", timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    html = page.text
+    assert "Co-built by the members of acme, beta, gamma" in html
+    for stage in ("normalize", "exact_dedup", "near_dedup", "quality", "pii"):
+        assert f'<th scope="row">{stage}</th>' in html
+    assert "Personal data redacted" in html
+    assert "rejected" in html
+    assert curated["job"]["result"]["config_hash"][:16] in html
+    # a model has no such page content, and garbage paths are refused
+    assert httpx.get(f"{hub.url}/datasets/{REPO}/curation/extra", timeout=60).status_code == 400

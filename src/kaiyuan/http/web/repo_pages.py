@@ -16,7 +16,14 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from kaiyuan.bootstrap import Hub
-from kaiyuan.core.errors import EntryNotFoundError, GatedRepoError, HubError, InvalidInputError
+from kaiyuan.core.errors import (
+    AccessDeniedError,
+    EntryNotFoundError,
+    GatedRepoError,
+    HubError,
+    InvalidInputError,
+    NotFoundError,
+)
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.models import FileEntry, FolderEntry, Principal, RefKind, ResolvedRevision
 from kaiyuan.core.scanning import PublisherSignature
@@ -50,6 +57,7 @@ TABS: list[Tab] = [
     Tab("lineage", "Lineage", lambda links, _rev: f"{links.home}/lineage"),
     Tab("licence", "Licence", lambda links, rev: f"{links.home}/licence?revision={rev}"),
     Tab("provenance", "Provenance", lambda links, rev: f"{links.home}/provenance?revision={rev}"),
+    Tab("curation", "Co-building", lambda links, rev: f"{links.home}/curation?revision={rev}"),
 ]
 
 View = Callable[[Hub, Principal, RepoKind, RepoId, list[str], Request], tuple[str, dict[str, Any]]]
@@ -335,6 +343,29 @@ def _provenance(
     return "repo_provenance.html", values
 
 
+def _curation(
+    hub: Hub, principal: Principal, kind: RepoKind, repo_id: RepoId, rest: list[str], r: Request
+) -> tuple[str, dict[str, Any]]:
+    if rest:
+        raise InvalidInputError("the co-building page takes no path")
+    revision = r.query_params.get("revision") or None
+    at = hub.reads.resolve(principal, kind, repo_id, revision)
+    values = _frame(at, "curation")
+    values.update(dataset=kind is RepoKind.DATASET, policy=None, report=None, contributions=[], jobs=[])
+    if kind is RepoKind.DATASET:
+        try:
+            report = hub.curation.report(principal, repo_id, at.commit.sha)
+        except (NotFoundError, AccessDeniedError, InvalidInputError):
+            report = None
+        values.update(
+            policy=hub.contributions.policy(principal, repo_id),
+            report=report,
+            contributions=hub.contributions.list(principal, repo_id),
+            jobs=hub.curation.jobs_of(principal, repo_id)[:10],
+        )
+    return "repo_curation.html", values
+
+
 _VIEWS: dict[str, View] = {
     "": _card,
     "tree": _tree,
@@ -345,4 +376,5 @@ _VIEWS: dict[str, View] = {
     "lineage": _lineage,
     "licence": _licence,
     "provenance": _provenance,
+    "curation": _curation,
 }
