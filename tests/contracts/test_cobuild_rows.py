@@ -35,28 +35,44 @@ def test_policy_and_contributions_round_trip(store: SqlMetadataStore) -> None:
         assert s.cobuild_policy(repo) == CoBuildPolicy(("gamma",), (), "bob", NOW)
         assert s.next_contribution_number(repo) == 1
         made = Contribution(
-            1, "gamma", "dave", "cc-by-4.0", "新闻语料", ContributionStatus.PENDING, "contrib/1",
-            "a" * 40, (ContributedFile("contributions/gamma/1/x.jsonl", "b" * 64, 10, 3),), NOW,
+            1,
+            "gamma",
+            "dave",
+            "cc-by-4.0",
+            "新闻语料",
+            ContributionStatus.PENDING,
+            "contrib/1",
+            "a" * 40,
+            (ContributedFile("contributions/gamma/1/x.jsonl", "b" * 64, 10, 3),),
+            NOW,
         )
         s.add_contribution(repo, made)
         assert s.next_contribution_number(repo) == 2
         assert s.contribution(repo, 1) == made
         assert s.contributions(repo, ContributionStatus.ACCEPTED) == []
-        assert s.review_contribution(repo, 1, ContributionStatus.ACCEPTED, "alice", NOW, "ok", "c" * 40)
+        assert s.review_contribution(
+            repo, 1, ContributionStatus.ACCEPTED, "alice", NOW, "ok", "c" * 40
+        )
         assert not s.review_contribution(repo, 1, ContributionStatus.REJECTED, "bob", NOW, "")
         found = s.contribution(repo, 1)
         assert found is not None
         assert (found.status, found.reviewed_by, found.merged_commit) == (
-            ContributionStatus.ACCEPTED, "alice", "c" * 40,
+            ContributionStatus.ACCEPTED,
+            "alice",
+            "c" * 40,
         )
         assert found.rows == 3
 
 
 def _job(repo: Repo, created: datetime, job_id: str = "j1") -> Job:
-    return Job(job_id, JobKind.CURATION, repo.pk, "d" * 40, {"k": "v"}, JobStatus.QUEUED, "alice", created)
+    return Job(
+        job_id, JobKind.CURATION, repo.pk, "d" * 40, {"k": "v"}, JobStatus.QUEUED, "alice", created
+    )
 
 
-def test_a_job_is_claimed_once_and_a_dead_workers_job_is_taken_again(store: SqlMetadataStore) -> None:
+def test_a_job_is_claimed_once_and_a_dead_workers_job_is_taken_again(
+    store: SqlMetadataStore,
+) -> None:
     repo = _repo(store)
     kinds = {JobKind.CURATION}
     with store.session(write=True) as s:
@@ -72,7 +88,11 @@ def test_a_job_is_claimed_once_and_a_dead_workers_job_is_taken_again(store: SqlM
         s.finish_job("j1", JobStatus.SUCCEEDED, later, {"commit": "x"}, "", "log")
         done = s.job("j1")
         assert done is not None
-        assert (done.status, done.result, done.progress) == (JobStatus.SUCCEEDED, {"commit": "x"}, 1.0)
+        assert (done.status, done.result, done.progress) == (
+            JobStatus.SUCCEEDED,
+            {"commit": "x"},
+            1.0,
+        )
 
 
 def test_a_job_that_keeps_losing_its_worker_is_given_up(store: SqlMetadataStore) -> None:

@@ -33,15 +33,29 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = subprocess.run(
-        [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         f"--temp-dir={temp}", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=180, env=env, check=False,
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
     )
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env, check=False)
+        subprocess.run(
+            [ray, "stop", "--force"], capture_output=True, timeout=120, env=env, check=False
+        )
 
 
 def curate_once(hub: Hub, corpus: Path) -> dict[str, str]:
@@ -58,7 +72,11 @@ def curate_once(hub: Hub, corpus: Path) -> dict[str, str]:
         handles = [path.open("rb") for path in sorted((corpus / org).iterdir())]
         try:
             made = hub.contributions.contribute(
-                alice, REPO, org, "cc-by-4.0", org,
+                alice,
+                REPO,
+                org,
+                "cc-by-4.0",
+                org,
                 [IncomingFile(h.name.rsplit("/", 1)[1], h) for h in handles],
             )
         finally:
@@ -73,7 +91,8 @@ def curate_once(hub: Hub, corpus: Path) -> dict[str, str]:
     at = hub.reads.resolve(alice, RepoKind.DATASET, REPO, done.result["commit"])
     files = hub.reads.list_tree(at, "", recursive=True)
     return {
-        f.path: f.oid for f in files
+        f.path: f.oid
+        for f in files
         if f.path.startswith("data/") or f.path == "curation/removed.parquet"
     }
 
@@ -82,11 +101,14 @@ def test_local_and_ray_runs_give_identical_output(
     hub_factory: HubFactory, ray_head: str, tmp_path: Path
 ) -> None:
     build(tmp_path / "corpus")
-    local = curate_once(hub_factory.make("sqlite", curation_workers=2, curation_batch_rows=50), tmp_path / "corpus")
+    local = curate_once(
+        hub_factory.make("sqlite", curation_workers=2, curation_batch_rows=50), tmp_path / "corpus"
+    )
     on_ray = curate_once(
         hub_factory.make(
             "sqlite", curation_engine="ray", ray_address=ray_head, curation_batch_rows=50
-        ), tmp_path / "corpus"
+        ),
+        tmp_path / "corpus",
     )
     assert local
     assert "data/part-00000.parquet" in local

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001  (the Chinese corpus lines use full-width punctuation)
 """Real (small) training runs with torch on CPU: fine-tunes, continued training, from-scratch twins.
 
 :func:`finetune` builds the transformers model from ``Model.config`` (``BertModel`` for BERT,

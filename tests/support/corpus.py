@@ -23,16 +23,99 @@ import opencc
 
 # Common characters whose simplified -> traditional -> simplified round trip is exact.
 _HAN_SOURCE = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处理府研质"
-_WORDS = (
-    "river market season window garden letter morning village history teacher student "
-    "doctor engine forest harbor island kitchen ladder mirror needle orange pencil planet "
-    "rabbit saddle temple uncle valley wagon yellow zipper bridge castle dinner energy "
-    "family glacier hammer insect jacket kettle lemon meadow number ocean pepper quarter "
-    "rocket silver tunnel umbrella violin walnut yogurt anchor bottle candle desert "
-    "feather guitar helmet igloo jungle kingdom lantern marble nephew oyster parrot "
-    "quiver ribbon spider tomato unicorn vessel whistle battery canyon dolphin eagle "
-    "falcon giraffe horizon ivory jasmine koala lagoon magnet nectar orchid pebble"
-).split()
+_WORDS = [
+    "river",
+    "market",
+    "season",
+    "window",
+    "garden",
+    "letter",
+    "morning",
+    "village",
+    "history",
+    "teacher",
+    "student",
+    "doctor",
+    "engine",
+    "forest",
+    "harbor",
+    "island",
+    "kitchen",
+    "ladder",
+    "mirror",
+    "needle",
+    "orange",
+    "pencil",
+    "planet",
+    "rabbit",
+    "saddle",
+    "temple",
+    "uncle",
+    "valley",
+    "wagon",
+    "yellow",
+    "zipper",
+    "bridge",
+    "castle",
+    "dinner",
+    "energy",
+    "family",
+    "glacier",
+    "hammer",
+    "insect",
+    "jacket",
+    "kettle",
+    "lemon",
+    "meadow",
+    "number",
+    "ocean",
+    "pepper",
+    "quarter",
+    "rocket",
+    "silver",
+    "tunnel",
+    "umbrella",
+    "violin",
+    "walnut",
+    "yogurt",
+    "anchor",
+    "bottle",
+    "candle",
+    "desert",
+    "feather",
+    "guitar",
+    "helmet",
+    "igloo",
+    "jungle",
+    "kingdom",
+    "lantern",
+    "marble",
+    "nephew",
+    "oyster",
+    "parrot",
+    "quiver",
+    "ribbon",
+    "spider",
+    "tomato",
+    "unicorn",
+    "vessel",
+    "whistle",
+    "battery",
+    "canyon",
+    "dolphin",
+    "eagle",
+    "falcon",
+    "giraffe",
+    "horizon",
+    "ivory",
+    "jasmine",
+    "koala",
+    "lagoon",
+    "magnet",
+    "nectar",
+    "orchid",
+    "pebble",
+]
 
 
 def _round_trip_chars() -> str:
@@ -66,7 +149,7 @@ def luhn_card(prefix: str, length: int) -> str:
     total = 0
     for index, digit in enumerate(reversed(body)):
         value = int(digit) * (2 if index % 2 == 0 else 1)
-        total += value - 9 if value > 9 else value  # noqa: PLR2004
+        total += value - 9 if value > 9 else value
     return body + str((10 - total % 10) % 10)
 
 
@@ -79,9 +162,10 @@ class CorpusBuilder:
         self.planted = Planted()
 
     def zh(self) -> str:
-        sentences = []
-        for _ in range(self.rng.randint(5, 8)):
-            sentences.append("".join(self.rng.choices(self.han, k=self.rng.randint(18, 30))))
+        sentences = [
+            "".join(self.rng.choices(self.han, k=self.rng.randint(18, 30)))
+            for _ in range(self.rng.randint(5, 8))
+        ]
         return "，".join(sentences[:2]) + "。" + "。".join(sentences[2:]) + "。"
 
     def en(self) -> str:
@@ -110,7 +194,7 @@ class CorpusBuilder:
         return " ".join(words)
 
 
-def build(root: Path) -> tuple[dict[str, Path], Planted]:  # noqa: PLR0915 - one planted corpus
+def build(root: Path) -> tuple[dict[str, Path], Planted]:  # noqa: C901, PLR0912 - one planted corpus
     """Three contributors' folders under `root`; returns {organisation: folder} and the plan."""
     b = CorpusBuilder()
     p = b.planted

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001  # Chinese text is written with full-width punctuation
+# Chinese text is written with full-width punctuation
 """Document quality heuristics and the keyword domain classifier of the curation services."""
 
 from __future__ import annotations

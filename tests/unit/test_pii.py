@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001  # Chinese text is written with full-width punctuation and digits
+# Chinese text is written with full-width punctuation and digits
 """PII masking: only values that validate are masked, Chinese text around them survives.
 
 Check characters and Luhn digits are computed here from the published definitions (weights as

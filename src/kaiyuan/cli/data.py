@@ -66,9 +66,11 @@ def _data_files(paths: list[Path]) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     for path in paths:
         if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                if file.is_file() and file.suffix.lower() in _SUFFIXES:
-                    found.append((file.relative_to(path).as_posix(), file))
+            found.extend(
+                (file.relative_to(path).as_posix(), file)
+                for file in sorted(path.rglob("*"))
+                if file.is_file() and file.suffix.lower() in _SUFFIXES
+            )
         elif path.is_file():
             found.append((path.name, path))
         else:

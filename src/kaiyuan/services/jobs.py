@@ -27,6 +27,7 @@ log = logging.getLogger("kaiyuan.jobs")
 
 MAX_ATTEMPTS = 3
 _JOB_ID_BYTES = 12
+_MAX_ID = 32
 
 
 class JobContext:
@@ -92,7 +93,7 @@ class JobService:
         return job
 
     def get(self, job_id: str) -> Job:
-        if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > 32:
+        if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > _MAX_ID:
             raise InvalidInputError("a job id is up to 32 letters and digits")
         with self._store.session() as session:
             job = session.job(job_id)
@@ -162,11 +163,7 @@ class JobWorker:
         beat = threading.Thread(target=self._beat, args=(job, beating), daemon=True)
         beat.start()
         try:
-            if repo is None:
-                raise NotFoundError("the job's repository was deleted")
-            context.log(f"started {job.kind.value} job on {job.revision}")
-            result = self._handlers[job.kind](job, repo, context)
-            context.log("finished")
+            result = self._handle(job, repo, context)
         except JobCancelledError:
             status = JobStatus.CANCELLED
             context.log("cancelled")
@@ -183,6 +180,14 @@ class JobWorker:
         with self._store.session(write=True) as session:
             session.finish_job(job.id, status, self._clock(), result, error, context.text)
         return True
+
+    def _handle(self, job: Job, repo: Repo | None, context: JobContext) -> dict[str, Any]:
+        if repo is None:
+            raise NotFoundError("the job's repository was deleted")
+        context.log(f"started {job.kind.value} job on {job.revision}")
+        result = self._handlers[job.kind](job, repo, context)
+        context.log("finished")
+        return result
 
     def _beat(self, job: Job, done: threading.Event) -> None:
         # Long stages report progress rarely; the heartbeat says the process is alive.

@@ -187,10 +187,7 @@ class UploadService:
         limit = self._limits.max_file_bytes if max_bytes is None else max_bytes
         writer = self._blobs.writer()
         try:
-            for chunk in chunks:
-                writer.write(chunk)
-                if writer.size > limit:
-                    raise TooLargeError(f"larger than the {limit}-byte file limit")
+            _write_within(writer, chunks, limit)
             info = writer.commit()
         except BaseException:
             writer.abort()
@@ -230,3 +227,10 @@ class SizedWriter:
 
 def _is_digest(value: object) -> bool:
     return isinstance(value, str) and is_sha256(value)
+
+
+def _write_within(writer: BlobWriter, chunks: Iterable[bytes], limit: int) -> None:
+    for chunk in chunks:
+        writer.write(chunk)
+        if writer.size > limit:
+            raise TooLargeError(f"larger than the {limit}-byte file limit")

@@ -351,7 +351,9 @@ def _curation(
     revision = r.query_params.get("revision") or None
     at = hub.reads.resolve(principal, kind, repo_id, revision)
     values = _frame(at, "curation")
-    values.update(dataset=kind is RepoKind.DATASET, policy=None, report=None, contributions=[], jobs=[])
+    values.update(
+        dataset=kind is RepoKind.DATASET, policy=None, report=None, contributions=[], jobs=[]
+    )
     if kind is RepoKind.DATASET:
         try:
             report = hub.curation.report(principal, repo_id, at.commit.sha)

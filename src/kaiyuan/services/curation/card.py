@@ -65,50 +65,51 @@ def render_card(
 
 
 def _block(accepted: Sequence[Contribution], report: dict[str, Any] | None) -> str:
-    lines = [START, "## Contributors", ""]
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"rows": 0, "bytes": 0, "kept": 0})
-    licences: dict[str, set[str]] = defaultdict(set)
-    for c in accepted:
-        totals[c.organisation]["rows"] += c.rows
-        totals[c.organisation]["bytes"] += c.size
-        licences[c.organisation].add(c.licence)
-    kept_share: dict[str, float] = defaultdict(float)
+    lines = [START, "## Contributors", "", *_contributors(accepted, report)]
     if report:
-        for entry in report.get("contributors", []):
-            kept_share[entry["organisation"]] += float(entry.get("share", 0.0))
-    all_rows = sum(t["rows"] for t in totals.values()) or 1
-    header = "| organisation | contributions | licence | records contributed | share contributed |"
-    rule = "|---|---|---|---|---|"
-    if report:
-        header += " share after curation |"
-        rule += "---|"
-    lines += [header, rule]
-    counts: dict[str, int] = defaultdict(int)
-    for c in accepted:
-        counts[c.organisation] += 1
-    for org in sorted(totals):
-        row = (
-            f"| {org} | {counts[org]} | {', '.join(sorted(licences[org]))} | {totals[org]['rows']} "
-            f"| {totals[org]['rows'] / all_rows:.1%} |"
-        )
-        if report:
-            row += f" {kept_share[org]:.1%} |"
-        lines.append(row)
-    if report:
-        lines += [
-            "",
-            "## Curation",
-            "",
-            f"Pipeline config `{report['config_hash'][:16]}`: "
-            f"{report['records_in']} records in, {report['records_out']} kept.",
-            "",
-            "| stage | in | removed | out |",
-            "|---|---|---|---|",
-        ]
-        for name, stage in report["stages"].items():
-            lines.append(f"| {name} | {stage['input']} | {stage['removed']} | {stage['output']} |")
-        if report.get("pii_redacted"):
-            found = ", ".join(f"{k}: {v}" for k, v in report["pii_redacted"].items())
-            lines += ["", f"Personal data redacted (counts only): {found}."]
+        lines += ["", "## Curation", "", *_curation(report)]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _contributors(accepted: Sequence[Contribution], report: dict[str, Any] | None) -> list[str]:
+    rows: dict[str, int] = defaultdict(int)
+    counts: dict[str, int] = defaultdict(int)
+    licences: dict[str, set[str]] = defaultdict(set)
+    for c in accepted:
+        rows[c.organisation] += c.rows
+        counts[c.organisation] += 1
+        licences[c.organisation].add(c.licence)
+    kept_share: dict[str, float] = defaultdict(float)
+    for entry in (report or {}).get("contributors", []):
+        kept_share[entry["organisation"]] += float(entry.get("share", 0.0))
+    all_rows = sum(rows.values()) or 1
+    after = " share after curation |" if report else ""
+    header = "| organisation | contributions | licence | records contributed | share contributed |"
+    lines = [header + after, "|---|---|---|---|---|" + ("---|" if report else "")]
+    lines.extend(
+        f"| {org} | {counts[org]} | {', '.join(sorted(licences[org]))} | {rows[org]} "
+        f"| {rows[org] / all_rows:.1%} |" + (f" {kept_share[org]:.1%} |" if report else "")
+        for org in sorted(rows)
+    )
+    return lines
+
+
+def _curation(report: dict[str, Any]) -> list[str]:
+    lines = [
+        (
+            f"Pipeline config `{report['config_hash'][:16]}`: "
+            f"{report['records_in']} records in, {report['records_out']} kept."
+        ),
+        "",
+        "| stage | in | removed | out |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {stage['input']} | {stage['removed']} | {stage['output']} |"
+        for name, stage in report["stages"].items()
+    ]
+    if report.get("pii_redacted"):
+        found = ", ".join(f"{k}: {v}" for k, v in report["pii_redacted"].items())
+        lines += ["", f"Personal data redacted (counts only): {found}."]
+    return lines

@@ -26,6 +26,7 @@ CONFIG_VERSION = 1
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_STAGES = 32
 MAX_SHARD_ROWS = 10_000_000
+MAX_PATTERN = 200
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "version": CONFIG_VERSION,
@@ -94,19 +95,7 @@ def parse_config(
     text: str | None, checkers: Mapping[str, OptionChecker], source: str = "default"
 ) -> CurationConfig:
     """A checked config from the file's text (None: the defaults)."""
-    if text is None:
-        raw: Any = DEFAULT_CONFIG
-    else:
-        if len(text.encode()) > MAX_CONFIG_BYTES:
-            raise InvalidInputError(f"{CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise InvalidInputError(f"{CONFIG_FILE} is not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise InvalidInputError(f"{CONFIG_FILE} must be a mapping")
+    raw = _load(text)
     _only(raw, {"version", "inputs", "text_field", "output", "stages"}, CONFIG_FILE)
     if raw.get("version", CONFIG_VERSION) != CONFIG_VERSION:
         raise InvalidInputError(f"{CONFIG_FILE}: version must be {CONFIG_VERSION}")
@@ -114,12 +103,40 @@ def parse_config(
     if not isinstance(inputs, list) or not inputs or len(inputs) > MAX_STAGES:
         raise InvalidInputError(f"{CONFIG_FILE}: inputs must be a non-empty list of patterns")
     for pattern in inputs:
-        if not isinstance(pattern, str) or not pattern or len(pattern) > 200:
+        if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN:
             raise InvalidInputError(f"{CONFIG_FILE}: an input pattern must be a short string")
     text_field = raw.get("text_field", "text")
     if not isinstance(text_field, str) or not text_field.isidentifier():
         raise InvalidInputError(f"{CONFIG_FILE}: text_field must be a field name")
-    output = raw.get("output", {})
+    branch, path, shard_rows = _output(raw.get("output", {}))
+    return CurationConfig(
+        tuple(inputs),
+        text_field,
+        branch,
+        path,
+        shard_rows,
+        _stages(raw.get("stages", DEFAULT_CONFIG["stages"]), checkers),
+        source,
+    )
+
+
+def _load(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return DEFAULT_CONFIG
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise InvalidInputError(f"{CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidInputError(f"{CONFIG_FILE} is not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{CONFIG_FILE} must be a mapping")
+    return raw
+
+
+def _output(output: object) -> tuple[str, str, int]:
     if not isinstance(output, dict):
         raise InvalidInputError(f"{CONFIG_FILE}: output must be a mapping")
     _only(output, {"branch", "path", "shard_rows"}, "output")
@@ -133,7 +150,10 @@ def parse_config(
     validate_path(path.strip("/"))
     if not _int_in(shard_rows, 1, MAX_SHARD_ROWS):
         raise InvalidInputError(f"{CONFIG_FILE}: output.shard_rows must be 1..{MAX_SHARD_ROWS}")
-    stages = raw.get("stages", DEFAULT_CONFIG["stages"])
+    return branch, path.strip("/"), shard_rows
+
+
+def _stages(stages: object, checkers: Mapping[str, OptionChecker]) -> tuple[StageConfig, ...]:
     if not isinstance(stages, list) or len(stages) > MAX_STAGES:
         raise InvalidInputError(f"{CONFIG_FILE}: stages must be a list of at most {MAX_STAGES}")
     checked: list[StageConfig] = []
@@ -146,9 +166,7 @@ def parse_config(
             checked.append(StageConfig(name, checkers[name](options)))
         except (ValueError, TypeError) as exc:
             raise InvalidInputError(f"{CONFIG_FILE}: stage {name!r}: {exc}") from None
-    return CurationConfig(
-        tuple(inputs), text_field, branch, path.strip("/"), shard_rows, tuple(checked), source
-    )
+    return tuple(checked)
 
 
 def _stage_entry(entry: object) -> tuple[str, Mapping[str, Any]]:

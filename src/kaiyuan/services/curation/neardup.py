@@ -10,6 +10,7 @@ Clusters come from LSH band collisions whose estimated Jaccard similarity (the s
 signature values) reaches the threshold; in each cluster the earliest document is kept.
 """
 
+# ruff: noqa: PLR2004 - the compiled kernels compare code points with Unicode block bounds
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -44,16 +45,20 @@ class MinHashParams:
     def check(self) -> None:
         for name in ("bands", "rows", "word_ngram", "char_ngram"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"minhash {name} must be an integer from 1 to 64")
+            if not 1 <= value <= 64:
                 raise ValueError(f"minhash {name} must be an integer from 1 to 64")
         if self.permutations > 1024:
             raise ValueError("minhash bands x rows must be at most 1024")
         threshold = self.threshold
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ValueError("minhash threshold must be a number")
+            raise TypeError("minhash threshold must be a number")
         if not 0.0 < float(threshold) <= 1.0:
             raise ValueError("minhash threshold must be in (0, 1]")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise TypeError("minhash seed must be a non-negative integer")
+        if self.seed < 0:
             raise ValueError("minhash seed must be a non-negative integer")
 
 
@@ -90,7 +95,7 @@ def _mix(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _signatures(  # noqa: PLR0912 - one compiled loop is the point
+def _signatures(  # noqa: C901, PLR0912 - one compiled loop is the point
     codes: npt.NDArray[np.uint32],
     offsets: npt.NDArray[np.int64],
     char_mode: npt.NDArray[np.bool_],

@@ -48,6 +48,7 @@ from kaiyuan.services.uploads import UploadService
 REPORT_FILE = "curation/report.json"
 REMOVED_FILE = "curation/removed.parquet"
 _CHUNK = 4 << 20
+_AREA_DEPTH = 3
 
 
 class CurationService:
@@ -128,9 +129,7 @@ class CurationService:
         def opener(source: SourceFile) -> IO[bytes]:
             return self._contents.reader(source.sha256, source.size)
 
-        result = curate(
-            config, sources, opener, self._engine(), context.progress, self._batch_rows
-        )
+        result = curate(config, sources, opener, self._engine(), context.progress, self._batch_rows)
         context.log(
             f"{result.report['records_in']} records in, {result.report['records_out']} kept"
         )
@@ -171,7 +170,8 @@ class CurationService:
             config.output_branch,
             CommitRequest(
                 f"Curate {job.revision[:12]} with pipeline {config.hash[:12]}",
-                f"{result.report['records_in']} records in, {result.report['records_out']} kept (job {job.id})",
+                f"{result.report['records_in']} records in, "
+                f"{result.report['records_out']} kept (job {job.id})",
                 operations,
             ),
         )
@@ -230,7 +230,8 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
 
 def _source(path: str, sha256: str, size: int, accepted: dict[int, Any], repo: Repo) -> SourceFile:
     parts = path.split("/")
-    if len(parts) >= 4 and parts[0] == CONTRIBUTION_ROOT and parts[2].isdigit():
+    # contributions/<organisation>/<number>/<file...>
+    if len(parts) > _AREA_DEPTH and parts[0] == CONTRIBUTION_ROOT and parts[2].isdigit():
         contribution = accepted.get(int(parts[2]))
         if contribution is not None and contribution.organisation == parts[1]:
             return SourceFile(

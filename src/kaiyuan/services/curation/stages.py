@@ -101,8 +101,8 @@ _CONTROL = {c: None for c in range(32) if c not in (9, 10)} | {
 }
 
 
-# NFKC would turn Chinese full-width punctuation (，。！？：；（）) into ASCII; it is the right
-# form in Chinese text, so it is set aside while full-width letters and digits are folded.
+# NFKC would turn Chinese full-width punctuation into ASCII commas, stops and brackets; it is
+# the right form in Chinese text, so it is set aside while full-width letters and digits fold.
 _FULLWIDTH_PUNCT = [c for c in range(0xFF01, 0xFF66) if not chr(c).isalnum()]
 _PARK = {c: 0xF0000 + c for c in _FULLWIDTH_PUNCT}
 _UNPARK = {0xF0000 + c: c for c in _FULLWIDTH_PUNCT}
@@ -122,7 +122,7 @@ def _check_normalize(given: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("form must be NFC or NFKC")
     for key in ("keep_fullwidth_punctuation", "strip_controls", "collapse_spaces"):
         if not isinstance(merged[key], bool):
-            raise ValueError(f"{key} must be true or false")
+            raise TypeError(f"{key} must be true or false")
     return merged
 
 
@@ -184,7 +184,7 @@ def _check_langid(given: Mapping[str, Any]) -> dict[str, Any]:
     merged = options(given, {"keep": [], "min_score": 0.0})
     keep = merged["keep"]
     if not isinstance(keep, list) or not all(isinstance(x, str) and x.isalpha() for x in keep):
-        raise ValueError("keep must be a list of language codes such as zh, en")
+        raise TypeError("keep must be a list of language codes such as zh, en")
     score = merged["min_score"]
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
         raise ValueError("min_score must be a number from 0 to 1")
@@ -253,7 +253,7 @@ def language_of(columns: dict[str, list[Any]], i: int) -> str:
 def _check_exact(given: Mapping[str, Any]) -> dict[str, Any]:
     merged = options(given, {"casefold": False})
     if not isinstance(merged["casefold"], bool):
-        raise ValueError("casefold must be true or false")
+        raise TypeError("casefold must be true or false")
     return merged
 
 
@@ -292,7 +292,7 @@ def _check_quality(given: Mapping[str, Any]) -> dict[str, Any]:
     merged = options(given, {"overrides": {}})
     overrides = merged["overrides"]
     if not isinstance(overrides, dict):
-        raise ValueError("overrides must map a language to threshold values")
+        raise TypeError("overrides must map a language to threshold values")
     for lang in {*overrides, "zh", "en", "*"}:
         quality.thresholds_for(lang, overrides)  # raises ValueError on a bad override
     return merged
@@ -342,9 +342,12 @@ def _check_domains(given: Mapping[str, Any]) -> dict[str, Any]:
     if merged["classifier"] != KeywordDomainClassifier.name:
         raise ValueError(f"classifier must be {KeywordDomainClassifier.name!r}")
     hits = merged["min_hits"]
-    if isinstance(hits, bool) or not isinstance(hits, int) or not 1 <= hits <= 100:
+    if isinstance(hits, bool) or not isinstance(hits, int) or not 1 <= hits <= _MAX_HITS:
         raise ValueError("min_hits must be an integer from 1 to 100")
     return merged
+
+
+_MAX_HITS = 100
 
 
 @cache
