@@ -139,6 +139,16 @@ def test_the_document_covers_the_native_api_only(server: ServerInfo) -> None:
         "/api/sealing/{kind}/{namespace}/{name}/releases",
         "/api/sealing/{kind}/{namespace}/{name}/revocations",
         "/api/sealing/{kind}/{namespace}/{name}/revocations/{subject}",
+        "/api/cobuilding/datasets/{namespace}/{name}",
+        "/api/cobuilding/datasets/{namespace}/{name}/contributions",
+        "/api/cobuilding/datasets/{namespace}/{name}/contributions/{number}",
+        "/api/cobuilding/datasets/{namespace}/{name}/contributions/{number}/accept",
+        "/api/cobuilding/datasets/{namespace}/{name}/contributions/{number}/reject",
+        "/api/curation/datasets/{namespace}/{name}",
+        "/api/curation/datasets/{namespace}/{name}/jobs",
+        "/api/curation/datasets/{namespace}/{name}/report",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/cancel",
     }
 
 

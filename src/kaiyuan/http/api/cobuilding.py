@@ -22,10 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from kaiyuan.core.cobuilding import MAX_CONTRIBUTION_FILES, CoBuildPolicy, Contribution
-from kaiyuan.core.errors import InvalidInputError, TooLargeError
-from kaiyuan.core.ids import RepoId, RepoKind
+from kaiyuan.core.errors import AccessDeniedError, InvalidInputError, TooLargeError
+from kaiyuan.core.ids import RepoId
 from kaiyuan.core.jobs import Job
-from kaiyuan.http.api.schema import ERRORS, NAME, json_body
+from kaiyuan.http.api.schema import ERRORS, NAME, json_body, refuse_other_methods
 from kaiyuan.http.context import caller, hub_of, read_model
 from kaiyuan.services import access
 from kaiyuan.services.curation.contributions import IncomingFile
@@ -207,12 +207,20 @@ async def set_policy(request: Request, namespace: Namespace, name: Name) -> Poli
                     "schema": {
                         "type": "object",
                         "required": ["organisation", "licence", "title", "files"],
+                        "additionalProperties": False,
                         "properties": {
-                            "organisation": {"type": "string"},
-                            "licence": {"type": "string"},
-                            "title": {"type": "string"},
+                            "organisation": {"type": "string", "pattern": _ACCOUNT},
+                            "licence": {"type": "string", "pattern": _LICENCE},
+                            "title": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 200,
+                                "pattern": r"\S",
+                            },
                             "files": {
                                 "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_CONTRIBUTION_FILES,
                                 "items": {"type": "string", "format": "binary"},
                             },
                         },
@@ -229,6 +237,9 @@ async def contribute(request: Request, namespace: Namespace, name: Name) -> Cont
     if principal.user is None:
         # Refuse before reading a body an anonymous caller could make as large as it likes.
         access.require_write(principal, namespace)
+    repo_id = RepoId(namespace, name)
+    if await run_in_threadpool(hub.contributions.policy, principal, repo_id) is None:
+        raise AccessDeniedError(f"{repo_id} is not a co-built dataset; it takes no contributions")
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise InvalidInputError("a contribution needs a Content-Length header")
@@ -383,4 +394,13 @@ async def cancel(request: Request, job_id: JobId) -> JobOut:
     return _job(found, str(repo_id))
 
 
-del RepoKind
+refuse_other_methods(router, [_DATASET], "GET, PUT")
+refuse_other_methods(router, [f"{_DATASET}/contributions"], "GET, POST")
+refuse_other_methods(router, [f"{_DATASET}/contributions/{{number}}"])
+refuse_other_methods(
+    router,
+    [f"{_DATASET}/contributions/{{number}}/accept", f"{_DATASET}/contributions/{{number}}/reject"],
+    "POST",
+)
+refuse_other_methods(router, [_CURATION, "/jobs/{job_id}/cancel"], "POST")
+refuse_other_methods(router, [f"{_CURATION}/jobs", f"{_CURATION}/report", "/jobs/{job_id}"])
