@@ -479,3 +479,36 @@ def test_the_dataset_page_shows_the_statistics(hub: ServerInfo, curated: dict[st
     assert curated["job"]["result"]["config_hash"][:16] in html
     # a model has no such page content, and garbage paths are refused
     assert httpx.get(f"{hub.url}/datasets/{REPO}/curation/extra", timeout=60).status_code == 400
+
+
+def test_a_private_dataset_shows_nothing_to_outsiders(
+    hub: ServerInfo, curated: dict[str, Any]
+) -> None:
+    secret = "consortium/secret-corpus"
+    HfApi(endpoint=hub.url, token=hub.alice).create_repo(secret, repo_type="dataset", private=True)
+    made = api(
+        hub,
+        hub.alice,
+        "PUT",
+        f"/api/cobuilding/datasets/{secret}",
+        json={"organisations": ["beta"]},
+    )
+    assert made.status_code == 200, made.text
+    for token in (hub.bob, hub.tokens["carol"], None):
+        for path in (
+            f"/api/cobuilding/datasets/{secret}",
+            f"/api/cobuilding/datasets/{secret}/contributions",
+            f"/api/curation/datasets/{secret}/jobs",
+            f"/api/curation/datasets/{secret}/report",
+        ):
+            assert api(hub, token, "GET", path).status_code in {401, 404}, path
+    refused = api(
+        hub,
+        hub.tokens["carol"],
+        "POST",
+        f"/api/cobuilding/datasets/{secret}/contributions",
+        data={"organisation": "beta", "licence": "cc-by-4.0", "title": "x"},
+        files=[("files", ("a.jsonl", b'{"text": "hello there"}\n', "application/octet-stream"))],
+    )
+    assert refused.status_code == 404
+    assert httpx.get(f"{hub.url}/datasets/{secret}/curation", timeout=60).status_code == 404
