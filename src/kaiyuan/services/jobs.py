@@ -21,6 +21,7 @@ from kaiyuan.core.errors import HubError, InvalidInputError, NotFoundError
 from kaiyuan.core.jobs import Job, JobCancelledError, JobKind, JobStatus
 from kaiyuan.core.models import Repo
 from kaiyuan.core.ports import MetadataStore
+from kaiyuan.services.background import PollingThread
 from kaiyuan.services.clock import Clock, utc_now
 
 log = logging.getLogger("kaiyuan.jobs")
@@ -130,23 +131,16 @@ class JobWorker:
         self._handlers = handlers
         self._timings = timings
         self._clock = clock
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PollingThread("kaiyuan-jobs", self.run_next, timings.poll_seconds)
 
     def start(self) -> None:
-        if self._thread is not None or not self._handlers:
+        if not self._handlers:
             return
-        self._service.on_queued = self._wake.set
-        self._thread = threading.Thread(target=self._loop, name="kaiyuan-jobs", daemon=True)
+        self._service.on_queued = self._thread.wake
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._thread.stop(timeout)
 
     def run_next(self) -> bool:
         """Claim and run one job; whether there was one."""
@@ -200,14 +194,3 @@ class JobWorker:
                         session.beat_job(job.id, self._clock(), current.progress, current.stage)
             except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
                 log.warning("job %s: heartbeat failed", job.id)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_next()
-            except Exception:  # the database may be briefly unavailable; try again later
-                log.exception("job worker: could not take a job")
-                busy = False
-            if not busy:
-                self._wake.wait(self._timings.poll_seconds)
-                self._wake.clear()

@@ -8,43 +8,18 @@ picked up.
 
 from __future__ import annotations
 
-import logging
-import threading
-
+from kaiyuan.services.background import PollingThread
 from kaiyuan.services.provenance.service import ProvenanceService
-
-log = logging.getLogger("kaiyuan.provenance")
 
 
 class ProvenanceWorker:
     def __init__(self, service: ProvenanceService, poll_seconds: float) -> None:
         self._service = service
-        self._poll = poll_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PollingThread("kaiyuan-provenance", service.process_next, poll_seconds)
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._service.on_queued = self._wake.set
-        self._thread = threading.Thread(target=self._run, name="kaiyuan-provenance", daemon=True)
+        self._service.on_queued = self._thread.wake
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self._service.process_next()
-            except Exception:  # the database may be briefly unavailable; try again later
-                log.exception("provenance worker: could not take a job")
-                busy = False
-            if not busy:
-                self._wake.wait(self._poll)
-                self._wake.clear()
+        self._thread.stop(timeout)
