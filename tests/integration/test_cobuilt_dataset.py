@@ -512,3 +512,39 @@ def test_a_private_dataset_shows_nothing_to_outsiders(
     )
     assert refused.status_code == 404
     assert httpx.get(f"{hub.url}/datasets/{secret}/curation", timeout=60).status_code == 404
+
+
+def test_a_file_that_is_also_a_folder_leaves_no_branch_and_an_unknown_output_branch_is_refused(
+    hub: ServerInfo, curated: dict[str, Any]
+) -> None:
+    api_ = HfApi(endpoint=hub.url, token=hub.alice)
+    branches = {b.name for b in api_.list_repo_refs(REPO, repo_type="dataset").branches}
+    answer = api(
+        hub,
+        hub.tokens["carol"],
+        "POST",
+        f"/api/cobuilding/datasets/{REPO}/contributions",
+        data={"organisation": "beta", "licence": "cc-by-4.0", "title": "clash"},
+        files=[
+            ("files", ("x.jsonl", b'{"text": "one two three four"}\n', "application/octet-stream")),
+            (
+                "files",
+                ("x.jsonl/y.jsonl", b'{"text": "five six seven"}\n', "application/octet-stream"),
+            ),
+        ],
+    )
+    assert answer.status_code == 400, answer.text
+    assert {b.name for b in api_.list_repo_refs(REPO, repo_type="dataset").branches} == branches
+    api_.create_branch(REPO, repo_type="dataset", branch="other-output", exist_ok=True)
+    api_.upload_file(
+        path_or_fileobj=b"output: {branch: nowhere}\n",
+        path_in_repo="curation.yaml",
+        repo_id=REPO,
+        repo_type="dataset",
+        revision="other-output",
+    )
+    refused = api(
+        hub, hub.alice, "POST", f"/api/curation/datasets/{REPO}", json={"revision": "other-output"}
+    )
+    assert refused.status_code == 404, refused.text
+    assert "nowhere" in refused.json()["error"]

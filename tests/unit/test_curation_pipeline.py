@@ -60,7 +60,6 @@ def test_the_default_config_is_valid_and_its_hash_is_stable() -> None:
         ("output: {shard_rows: 0}", "shard_rows"),
         ("output: {branch: 'a..b'}", "branch"),
         ("inputs: []", "inputs"),
-        ("text_field: 'not a name'", "text_field"),
         ("surprise: 1", "unknown key"),
         ("version: 2", "version"),
         ("a: [unclosed", "YAML"),
@@ -100,6 +99,8 @@ def test_the_reader_reads_json_lines_text_and_parquet(tmp_path: Path) -> None:
         ("a.jsonl", b"{" * 100_000 + b"\n"),
         ("a.txt", b"\xc3\x28"),
         ("a.parquet", b"PAR1garbagePAR1"),
+        ("a.jsonl", b'{"text": "\\ud800"}\n'),  # a lone surrogate is not text
+        ("a.jsonl", b'{"text": "x", "n": ' + b"1" * 5000 + b"}\n"),  # too long to convert
         ("a.csv", b"text\nx\n"),
     ],
 )
@@ -207,3 +208,28 @@ def test_traditional_chinese_is_converted_but_japanese_is_not() -> None:
     }
     stages.stage("chinese").apply(columns, [0, 1, 2], stages.stage("chinese").check({}))
     assert columns["text"] == ["这是繁体中文的句子", "這是繁體中文的句子", "汉字"]
+
+
+def test_a_parquet_file_that_decodes_to_far_more_than_its_size_is_refused() -> None:
+    bomb = io.BytesIO()
+    pq.write_table(pa.table({"text": ["x" * 1_000_000] * 300}), bomb, compression="zstd")
+    assert bomb.tell() < 10_000
+    bomb.seek(0)
+    with pytest.raises(InvalidInputError, match="decodes"):
+        list(read_records("a.parquet", bomb))
+
+
+def test_the_hubs_own_output_is_never_an_input() -> None:
+    config = parse_config("inputs: ['**']", CHECKERS)
+    assert config.selects("contributions/a/1/x.jsonl")
+    assert not config.selects("data/part-00000.parquet")
+    assert not config.selects("curation/removed.parquet")
+
+
+def test_chinese_language_codes_in_any_spelling_get_character_shingles() -> None:
+    builder = CorpusBuilder(seed=9)
+    text = builder.zh()
+    copy = builder.near_zh(text)
+    for lang in ("zh-Hans", "zh_CN", "ZH", "cmn"):
+        result = cluster(signatures([text, copy], [lang, lang], MinHashParams()), MinHashParams())
+        assert result.kept_as.tolist() == [0, 0], lang

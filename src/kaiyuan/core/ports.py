@@ -265,20 +265,28 @@ class MetadataSession(Protocol):
         """Take the oldest queued job (or one whose worker stopped beating), or None."""
         ...
 
-    def beat_job(self, job_id: str, now: datetime, progress: float, stage: str) -> bool:
-        """Record a running job's progress; whether a cancel was requested."""
+    def beat_job(
+        self, job_id: str, attempt: int, now: datetime, progress: float, stage: str
+    ) -> bool | None:
+        """Record a running job's progress; whether a cancel was requested.
+
+        None: the job is no longer this attempt's (a worker that lost it stops).
+        """
         ...
 
     def cancel_job(self, job_id: str, now: datetime) -> JobStatus | None: ...
     def finish_job(
         self,
         job_id: str,
+        attempt: int,
         status: JobStatus,
         now: datetime,
         result: dict[str, Any],
         error: str,
         log: str,
-    ) -> None: ...
+    ) -> None:
+        """Finish the job if this attempt still holds it (else change nothing)."""
+        ...
 
     # content scans: one verdict per content
     def save_scan(self, scan: FileScan) -> None: ...

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +30,10 @@ _JOB_ID_BYTES = 12
 _MAX_ID = 32
 
 
+class JobLostError(Exception):
+    """The running attempt no longer holds the job: it was given to another worker."""
+
+
 class JobContext:
     """What a running job reports through: progress (which also checks for a cancel) and log."""
 
@@ -44,8 +47,10 @@ class JobContext:
         """Record progress; raises JobCancelledError when a cancel was requested."""
         with self._store.session(write=True) as session:
             cancel = session.beat_job(
-                self.job.id, self._clock(), min(max(fraction, 0.0), 1.0), stage
+                self.job.id, self.job.attempts, self._clock(), min(max(fraction, 0.0), 1.0), stage
             )
+        if cancel is None:
+            raise JobLostError(self.job.id)
         if cancel:
             raise JobCancelledError(self.job.id)
 
@@ -158,6 +163,10 @@ class JobWorker:
         beat.start()
         try:
             result = self._handle(job, repo, context)
+        except JobLostError:
+            # Another worker took the job over (this one looked dead): leave it to that one.
+            log.warning("job %s: taken over by another worker; this attempt stops", job.id)
+            return True
         except JobCancelledError:
             status = JobStatus.CANCELLED
             context.log("cancelled")
@@ -166,13 +175,15 @@ class JobWorker:
             context.log(f"failed: {exc.message}")
         except Exception as exc:
             status, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            context.log("failed:\n" + traceback.format_exc())
+            context.log(f"failed: {type(exc).__name__} (details in the hub's log)")
             log.exception("job %s failed", job.id)
         finally:
             beating.set()
             beat.join()
         with self._store.session(write=True) as session:
-            session.finish_job(job.id, status, self._clock(), result, error, context.text)
+            session.finish_job(
+                job.id, job.attempts, status, self._clock(), result, error, context.text
+            )
         return True
 
     def _handle(self, job: Job, repo: Repo | None, context: JobContext) -> dict[str, Any]:
@@ -191,6 +202,8 @@ class JobWorker:
                 with self._store.session(write=True) as session:
                     current = session.job(job.id)
                     if current is not None:
-                        session.beat_job(job.id, self._clock(), current.progress, current.stage)
+                        session.beat_job(
+                            job.id, job.attempts, self._clock(), current.progress, current.stage
+                        )
             except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
                 log.warning("job %s: heartbeat failed", job.id)

@@ -27,11 +27,13 @@ MAX_CONFIG_BYTES = 64 * 1024
 MAX_STAGES = 32
 MAX_SHARD_ROWS = 10_000_000
 MAX_PATTERN = 200
+RESERVED_FOLDER = "curation"  # the report and the removed-record list
+# Where curated shards may not go: the contributions, the hub's files, the card and config.
+RESERVED_OUTPUTS = frozenset({"contributions", RESERVED_FOLDER, "README.md", CONFIG_FILE})
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "version": CONFIG_VERSION,
     "inputs": ["contributions/**"],
-    "text_field": "text",
     "output": {"branch": "main", "path": "data", "shard_rows": 100_000},
     "stages": [
         {"normalize": {}},
@@ -55,7 +57,6 @@ class StageConfig:
 @dataclass(frozen=True, slots=True)
 class CurationConfig:
     inputs: tuple[str, ...]
-    text_field: str
     output_branch: str
     output_path: str
     shard_rows: int
@@ -67,7 +68,6 @@ class CurationConfig:
         return {
             "version": CONFIG_VERSION,
             "inputs": list(self.inputs),
-            "text_field": self.text_field,
             "output": {
                 "branch": self.output_branch,
                 "path": self.output_path,
@@ -82,8 +82,8 @@ class CurationConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def selects(self, path: str) -> bool:
-        if path.startswith(self.output_path.rstrip("/") + "/"):
-            return False  # never curate the previous output again
+        if path.startswith((self.output_path + "/", RESERVED_FOLDER + "/")):
+            return False  # never curate the hub's own output again
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.inputs)
 
 
@@ -96,7 +96,7 @@ def parse_config(
 ) -> CurationConfig:
     """A checked config from the file's text (None: the defaults)."""
     raw = _load(text)
-    _only(raw, {"version", "inputs", "text_field", "output", "stages"}, CONFIG_FILE)
+    _only(raw, {"version", "inputs", "output", "stages"}, CONFIG_FILE)
     if raw.get("version", CONFIG_VERSION) != CONFIG_VERSION:
         raise InvalidInputError(f"{CONFIG_FILE}: version must be {CONFIG_VERSION}")
     inputs = raw.get("inputs", DEFAULT_CONFIG["inputs"])
@@ -105,13 +105,9 @@ def parse_config(
     for pattern in inputs:
         if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN:
             raise InvalidInputError(f"{CONFIG_FILE}: an input pattern must be a short string")
-    text_field = raw.get("text_field", "text")
-    if not isinstance(text_field, str) or not text_field.isidentifier():
-        raise InvalidInputError(f"{CONFIG_FILE}: text_field must be a field name")
     branch, path, shard_rows = _output(raw.get("output", {}))
     return CurationConfig(
         tuple(inputs),
-        text_field,
         branch,
         path,
         shard_rows,
@@ -148,6 +144,8 @@ def _output(output: object) -> tuple[str, str, int]:
     if not isinstance(path, str) or not path:
         raise InvalidInputError(f"{CONFIG_FILE}: output.path must be a folder")
     validate_path(path.strip("/"))
+    if path.strip("/").split("/", 1)[0] in RESERVED_OUTPUTS | {".gitattributes"}:
+        raise InvalidInputError(f"{CONFIG_FILE}: output.path may not be {path!r}")
     if not _int_in(shard_rows, 1, MAX_SHARD_ROWS):
         raise InvalidInputError(f"{CONFIG_FILE}: output.shard_rows must be 1..{MAX_SHARD_ROWS}")
     return branch, path.strip("/"), shard_rows
@@ -159,6 +157,8 @@ def _stages(stages: object, checkers: Mapping[str, OptionChecker]) -> tuple[Stag
     checked: list[StageConfig] = []
     for entry in stages:
         name, options = _stage_entry(entry)
+        if any(s.name == name for s in checked):
+            raise InvalidInputError(f"{CONFIG_FILE}: stage {name!r} appears twice")
         if name not in checkers:
             known = ", ".join(sorted(checkers))
             raise InvalidInputError(f"{CONFIG_FILE}: unknown stage {name!r} (known: {known})")

@@ -10,9 +10,10 @@ the card's contributor list regenerated) or rejects it (main is untouched).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from kaiyuan.core.cobuilding import (
     MAX_CONTRIBUTION_FILES,
@@ -38,7 +39,7 @@ from kaiyuan.core.errors import (
 from kaiyuan.core.ids import RepoId, RepoKind, validate_path
 from kaiyuan.core.models import Principal, Ref, RefKind, Repo, Scope
 from kaiyuan.core.ports import MetadataStore
-from kaiyuan.services import access, revisions
+from kaiyuan.services import access, cards, revisions
 from kaiyuan.services.clock import Clock, utc_now
 from kaiyuan.services.commits import CommitRequest, CommitService, PutLfsFile, PutRegularFile
 from kaiyuan.services.curation.card import render_card
@@ -48,6 +49,9 @@ from kaiyuan.services.uploads import UploadService
 
 _READ_CHUNK = 1 << 20
 MAX_CARD_BYTES = 1024 * 1024
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+REPORT_FILE = "curation/report.json"
+_CLAIM_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,23 +135,20 @@ class ContributionService:
             (path, self._uploads.adopt(repo, _chunks(f.stream)), rows)
             for (path, rows), f in zip(checked, files, strict=True)
         ]
-        for _ in range(5):
-            number = self._claim_branch(repo, principal)
-            area = contribution_area(organisation, number)
-            operations = [
-                PutLfsFile(f"{area}/{path}", info.sha256, info.size) for path, info, _ in stored
-            ]
-            request = CommitRequest(
-                f"Contribution {number} from {organisation}: {title.strip()}",
-                f"Licence: {licence}",
-                list(operations),
-            )
+        number, base = self._claim_branch(repo)
+        area = contribution_area(organisation, number)
+        try:
             commit = self._commits.commit(
                 principal,
                 RepoKind.DATASET,
                 repo_id,
                 contribution_branch(number),
-                request,
+                CommitRequest(
+                    f"Contribution {number} from {organisation}: {title.strip()}",
+                    f"Licence: {licence}",
+                    [PutLfsFile(f"{area}/{p}", info.sha256, info.size) for p, info, _ in stored],
+                    parent_commit=base,  # exactly on the head the branch was made at
+                ),
                 write_checked=True,
             )
             contribution = Contribution(
@@ -167,8 +168,12 @@ class ContributionService:
             )
             with self._store.session(write=True) as session:
                 session.add_contribution(repo, contribution)
-            return contribution
-        raise ConflictError("could not number the contribution; try again")
+        except BaseException:
+            # A refused commit (a scan verdict, say) leaves no branch behind.
+            with self._store.session(write=True) as session:
+                session.delete_ref(repo, RefKind.BRANCH, contribution_branch(number))
+            raise
+        return contribution
 
     def _check_files(self, files: Sequence[IncomingFile]) -> list[tuple[str, int]]:
         seen: set[str] = set()
@@ -179,6 +184,11 @@ class ContributionService:
             if path in seen:
                 raise InvalidInputError(f"{path!r} appears twice in the contribution")
             seen.add(path)
+            clash = next(
+                (p for p in seen if p.startswith(path + "/") or path.startswith(p + "/")), None
+            )
+            if clash is not None:
+                raise InvalidInputError(f"{path!r} and {clash!r}: a file cannot also be a folder")
             if not is_data_file(path):
                 raise InvalidInputError(
                     f"{path!r}: contributions are .jsonl, .json, .parquet or .txt files"
@@ -190,19 +200,22 @@ class ContributionService:
             checked.append((path, rows))
         return checked
 
-    def _claim_branch(self, repo: Repo, principal: Principal) -> int:
-        """The next contribution number, with its branch made from main's head."""
-        with self._store.session(write=True) as session:
-            number = session.next_contribution_number(repo)
-            while session.get_ref(repo, RefKind.BRANCH, contribution_branch(number)) is not None:
-                number += 1
-            head = revisions.resolve(session, repo, "main")
-            try:
-                session.add_ref(repo, Ref(RefKind.BRANCH, contribution_branch(number), head.sha))
-            except AlreadyExistsError:
-                raise ConflictError("another contribution took this number") from None
-        del principal
-        return number
+    def _claim_branch(self, repo: Repo) -> tuple[int, str]:
+        """The next contribution number, with its branch made at main's head (and that head)."""
+        for _ in range(_CLAIM_ATTEMPTS):
+            with self._store.session(write=True) as session:
+                number = session.next_contribution_number(repo)
+                while session.get_ref(repo, RefKind.BRANCH, contribution_branch(number)):
+                    number += 1
+                head = revisions.resolve(session, repo, repo.default_branch)
+                try:
+                    session.add_ref(
+                        repo, Ref(RefKind.BRANCH, contribution_branch(number), head.sha)
+                    )
+                except AlreadyExistsError:
+                    continue  # another contribution took the number meanwhile
+                return number, head.sha
+        raise ConflictError("could not number the contribution; try again")
 
     # --- review ---------------------------------------------------------------------------------
     def list(
@@ -234,11 +247,14 @@ class ContributionService:
         with self._store.session() as session:
             repo = access.visible_repo(session, principal, RepoKind.DATASET, repo_id)
             accepted = [*session.contributions(repo, ContributionStatus.ACCEPTED), contribution]
-        card = render_card(self._card(principal, repo_id), accepted, None)
         operations: list[PutLfsFile | PutRegularFile] = [
             PutLfsFile(f.path, f.sha256, f.size) for f in contribution.files
         ]
-        operations.append(PutRegularFile("README.md", card.encode()))
+        card = read_card(self._reads, principal, repo_id, "main")
+        if card.readable:  # a card the hub cannot read is the maintainers' to fix, not to lose
+            report = read_report(self._reads, principal, repo_id, "main")
+            text = render_card(card.text, accepted, report, "data" if report else None)
+            operations.append(PutRegularFile("README.md", text.encode()))
         commit = self._commits.commit(
             principal,
             RepoKind.DATASET,
@@ -288,21 +304,44 @@ class ContributionService:
         if not done:
             raise ConflictError(f"contribution {number} was reviewed by someone else meanwhile")
 
-    def _card(self, principal: Principal, repo_id: RepoId) -> str | None:
-        return read_card(self._reads, principal, repo_id, "main")
-
 
 def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
     while chunk := stream.read(_READ_CHUNK):
         yield chunk
 
 
-def read_card(
-    reads: ReadService, principal: Principal, repo_id: RepoId, revision: str
-) -> str | None:
-    """The dataset card's text at a revision, or None when it has none (or not as UTF-8)."""
+@dataclass(frozen=True, slots=True)
+class Card:
+    text: str | None  # None: there is none
+    readable: bool  # False: one exists but cannot be read, and must not be replaced
+
+
+def read_card(reads: ReadService, principal: Principal, repo_id: RepoId, revision: str) -> Card:
+    """The dataset card at a revision, if there is one the hub can read and rewrite."""
+    at = reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
     try:
-        at = reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
-        return reads.read_small(reads.file(at, "README.md"), MAX_CARD_BYTES).decode("utf-8")
-    except (NotFoundError, InvalidInputError, UnicodeDecodeError):
+        entry = reads.file(at, "README.md")
+    except NotFoundError:
+        return Card(None, readable=True)
+    try:
+        text = reads.read_small(entry, MAX_CARD_BYTES).decode("utf-8")
+        cards.parse_card(text)
+    except (InvalidInputError, UnicodeDecodeError):
+        return Card(None, readable=False)
+    return Card(text, readable=True)
+
+
+def read_report(
+    reads: ReadService, principal: Principal, repo_id: RepoId, revision: str
+) -> dict[str, Any] | None:
+    """The curation report committed at a revision, or None."""
+    at = reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
+    try:
+        data = json.loads(reads.read_small(reads.file(at, REPORT_FILE), MAX_REPORT_BYTES))
+    except NotFoundError:
         return None
+    except (InvalidInputError, ValueError):
+        raise InvalidInputError(f"{REPORT_FILE} at {revision} is not a report") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{REPORT_FILE} at {revision} is not a report")
+    return data

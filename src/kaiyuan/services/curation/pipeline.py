@@ -72,7 +72,6 @@ Progress = Callable[[float, str], None]
 def _batches(
     sources: Sequence[SourceFile],
     opener: Callable[[SourceFile], IO[bytes]],
-    text_field: str,
     batch_rows: int,
 ) -> Iterator[pa.Table]:
     rows: dict[str, list[Any]] = {name: [] for name in ("text", *ATTRIBUTION)}
@@ -91,7 +90,7 @@ def _batches(
 
     for source in sorted(sources, key=lambda s: s.path):
         with opener(source) as stream:
-            for row, text in read_records(source.path, stream, text_field):
+            for row, text in read_records(source.path, stream):
                 rows["text"].append(text)
                 rows["organisation"].append(source.organisation)
                 rows["contributor"].append(source.contributor)
@@ -124,7 +123,7 @@ def curate(
 ) -> CurationResult:
     """Run the configured stages over every record of `sources`."""
     progress(0.0, "reading")
-    batches = list(_batches(sources, opener, config.text_field, batch_rows))
+    batches = list(_batches(sources, opener, batch_rows))
     total = sum(b.num_rows for b in batches)
     kept_as: dict[int, tuple[str, int]] = {}  # removed duplicate -> (file, row) kept instead
     passes = _passes(config)

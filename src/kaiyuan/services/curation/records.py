@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import IO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kaiyuan.core.errors import InvalidInputError
@@ -23,6 +24,10 @@ from kaiyuan.core.errors import InvalidInputError
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_TEXT_CHARS = 4 * 1024 * 1024
+MAX_CHUNK_BYTES = 512 * 1024 * 1024
+MIN_DECODED_BUDGET = 256 * 1024 * 1024
+DECODED_PER_STORED_BYTE = 64
+_BATCH = 64
 
 
 def is_data_file(path: str) -> bool:
@@ -71,6 +76,10 @@ def _checked_text(path: str, row: int, text: object) -> str:
         raise InvalidInputError(
             f"{path!r} row {row + 1}: the text field is missing or not a string"
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no valid text
+        raise InvalidInputError(f"{path!r} row {row + 1}: the text is not valid Unicode") from None
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInputError(
             f"{path!r} row {row + 1}: a text longer than {MAX_TEXT_CHARS} characters"
@@ -85,7 +94,7 @@ def _json_lines(path: str, stream: IO[bytes], field: str) -> Iterator[tuple[int,
             continue
         try:
             value = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, and numbers too long to convert
             raise InvalidInputError(f"{path!r} row {row + 1}: not a JSON object") from None
         if not isinstance(value, dict):
             raise InvalidInputError(f"{path!r} row {row + 1}: not a JSON object")
@@ -102,21 +111,35 @@ def _text_lines(path: str, stream: IO[bytes]) -> Iterator[tuple[int, str]]:
 
 
 def _parquet(path: str, stream: IO[bytes], field: str) -> Iterator[tuple[int, str]]:
+    if not stream.seekable():
+        stream = io.BytesIO(stream.read())
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
     try:
-        parquet = pq.ParquetFile(stream if stream.seekable() else io.BytesIO(stream.read()))
+        # Dictionary-encoded text stays encoded until each small batch is checked: a few
+        # kilobytes can otherwise decode to gigabytes (one long string repeated).
+        parquet = pq.ParquetFile(stream, read_dictionary=[field])
     except (pa.ArrowException, OSError, ValueError):
         raise InvalidInputError(f"{path!r}: not a readable Parquet file") from None
     schema = parquet.schema_arrow
     index = schema.get_field_index(field)
-    if index < 0 or not (
-        pa.types.is_string(schema.field(index).type)
-        or pa.types.is_large_string(schema.field(index).type)
-    ):
+    if index < 0 or not _is_text(schema.field(index).type):
         raise InvalidInputError(f"{path!r}: no string column {field!r}")
+    _check_chunks(path, parquet, field)
+    budget = max(MIN_DECODED_BUDGET, DECODED_PER_STORED_BYTE * size)
     row = 0
     try:
-        for group in range(parquet.num_row_groups):
-            column = parquet.read_row_group(group, columns=[field]).column(0)
+        for batch in parquet.iter_batches(batch_size=_BATCH, columns=[field]):
+            column = batch.column(0)
+            if pa.types.is_dictionary(column.type):
+                lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
+            else:
+                lengths = pc.binary_length(column)
+            budget -= pc.sum(lengths).as_py() or 0
+            if budget < 0:
+                raise InvalidInputError(
+                    f"{path!r}: its text decodes to far more than the file's size"
+                )
             for text in column.to_pylist():
                 yield row, _checked_text(path, row, text)
                 row += 1
@@ -124,3 +147,22 @@ def _parquet(path: str, stream: IO[bytes], field: str) -> Iterator[tuple[int, st
         raise InvalidInputError(
             f"{path!r}: a damaged Parquet file ({type(exc).__name__})"
         ) from None
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _check_chunks(path: str, parquet: pq.ParquetFile, field: str) -> None:
+    meta = parquet.metadata
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        for i in range(row_group.num_columns):
+            chunk = row_group.column(i)
+            if chunk.path_in_schema == field and chunk.total_uncompressed_size > MAX_CHUNK_BYTES:
+                raise InvalidInputError(
+                    f"{path!r}: row group {group} holds more than {MAX_CHUNK_BYTES} bytes of "
+                    "text; write it with smaller row groups"
+                )

@@ -19,12 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kaiyuan.core.cobuilding import CONTRIBUTION_ROOT, ContributionStatus
-from kaiyuan.core.errors import InvalidInputError, NotFoundError
+from kaiyuan.core.errors import (
+    EntryNotFoundError,
+    InvalidInputError,
+    NotFoundError,
+    StaleParentError,
+)
 from kaiyuan.core.ids import RepoId, RepoKind
 from kaiyuan.core.jobs import Job, JobKind
 from kaiyuan.core.models import Principal, Repo, Scope
 from kaiyuan.core.ports import MetadataStore
-from kaiyuan.services import access, trees
+from kaiyuan.services import access, revisions, trees
 from kaiyuan.services.commits import (
     CommitRequest,
     CommitService,
@@ -37,7 +42,7 @@ from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.curation import stages
 from kaiyuan.services.curation.card import render_card
 from kaiyuan.services.curation.config import CONFIG_FILE, CurationConfig, parse_config
-from kaiyuan.services.curation.contributions import read_card
+from kaiyuan.services.curation.contributions import REPORT_FILE, read_card, read_report
 from kaiyuan.services.curation.engines import Engine
 from kaiyuan.services.curation.pipeline import SourceFile, curate
 from kaiyuan.services.curation.records import is_data_file
@@ -45,10 +50,10 @@ from kaiyuan.services.jobs import JobContext, JobService
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.uploads import UploadService
 
-REPORT_FILE = "curation/report.json"
 REMOVED_FILE = "curation/removed.parquet"
 _CHUNK = 4 << 20
 _AREA_DEPTH = 3
+_COMMIT_ATTEMPTS = 3
 
 
 class CurationService:
@@ -79,6 +84,8 @@ class CurationService:
         at = self._reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
         access.require_write(principal, repo_id.namespace)
         config = self._config(at.repo, at.commit.tree)
+        with self._store.session() as session:
+            revisions.resolve(session, at.repo, config.output_branch)  # exists, or 404 now
         return self._jobs.queue(
             JobKind.CURATION,
             at.repo,
@@ -133,48 +140,59 @@ class CurationService:
         context.log(
             f"{result.report['records_in']} records in, {result.report['records_out']} kept"
         )
-        operations: list[Operation] = (
-            [DeleteFolder(config.output_path + "/")]
-            if any(p.startswith(config.output_path + "/") for p in files)
-            else []
-        )
+        stored: list[Operation] = []
         for number, start in enumerate(range(0, max(result.kept.num_rows, 1), config.shard_rows)):
             shard = result.kept.slice(start, config.shard_rows)
             name = f"{config.output_path}/part-{number:05d}.parquet"
-            operations.append(self._stored(repo, name, shard))
-        operations.append(self._stored(repo, REMOVED_FILE, result.removed))
+            stored.append(self._stored(repo, name, shard))
+        stored.append(self._stored(repo, REMOVED_FILE, result.removed))
         report = {
             **result.report,
             "revision": job.revision,
             "job": job.id,
             "engine": self._engine().name,
         }
-        operations.append(
+        stored.append(
             PutRegularFile(
                 REPORT_FILE,
                 json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True).encode(),
             )
         )
-        card = render_card(
-            read_card(self._reads, principal, repo.repo_id, job.revision),
-            sorted(accepted.values(), key=lambda c: c.number),
-            report,
-            config.output_path,
-        )
-        operations.append(PutRegularFile("README.md", card.encode()))
         context.progress(0.97, "committing")
-        done = self._commits.commit(
-            principal,
-            RepoKind.DATASET,
-            repo.repo_id,
-            config.output_branch,
-            CommitRequest(
-                f"Curate {job.revision[:12]} with pipeline {config.hash[:12]}",
-                f"{result.report['records_in']} records in, "
-                f"{result.report['records_out']} kept (job {job.id})",
-                operations,
-            ),
-        )
+        contributions = sorted(accepted.values(), key=lambda c: c.number)
+        for _ in range(_COMMIT_ATTEMPTS):
+            # Against the output branch as it is now: its previous output goes, its card stays.
+            with self._store.session() as session:
+                head = revisions.resolve(session, repo, config.output_branch)
+                present = trees.flatten(session, self._cache, head.tree)
+            operations = list(stored)
+            if any(p.startswith(config.output_path + "/") for p in present):
+                operations.insert(0, DeleteFolder(config.output_path + "/"))
+            card = read_card(self._reads, principal, repo.repo_id, head.sha)
+            if card.readable:
+                text = render_card(card.text, contributions, report, config.output_path)
+                operations.append(PutRegularFile("README.md", text.encode()))
+            else:
+                context.log("the card could not be read; it was left as it is")
+            try:
+                done = self._commits.commit(
+                    principal,
+                    RepoKind.DATASET,
+                    repo.repo_id,
+                    config.output_branch,
+                    CommitRequest(
+                        f"Curate {job.revision[:12]} with pipeline {config.hash[:12]}",
+                        f"{result.report['records_in']} records in, "
+                        f"{result.report['records_out']} kept (job {job.id})",
+                        operations,
+                        parent_commit=head.sha,
+                    ),
+                )
+                break
+            except StaleParentError:
+                continue
+        else:
+            raise StaleParentError(f"{config.output_branch!r} kept moving; run again")
         return {
             "commit": done.sha,
             "branch": config.output_branch,
@@ -215,12 +233,12 @@ class CurationService:
         return self.job(principal, job_id)
 
     def report(self, principal: Principal, repo_id: RepoId, revision: str | None) -> dict[str, Any]:
+        """The report committed at a revision (default: the default branch)."""
         at = self._reads.resolve(principal, RepoKind.DATASET, repo_id, revision, files=True)
-        entry = self._reads.file(at, REPORT_FILE)
-        data = json.loads(self._reads.read_small(entry, 16 * 1024 * 1024))
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"{REPORT_FILE} is not a report")
-        return data
+        found = read_report(self._reads, principal, repo_id, at.commit.sha)
+        if found is None:
+            raise EntryNotFoundError(f"{REPORT_FILE} not found at {at.commit.sha}", at.commit.sha)
+        return found
 
 
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:

@@ -208,14 +208,22 @@ class CoBuildRows:
                 return self.job(row.id)
         return None
 
-    def beat_job(self, job_id: str, now: datetime, progress: float, stage: str) -> bool:
-        """Record progress; returns whether a cancel was requested."""
+    def beat_job(
+        self, job_id: str, attempt: int, now: datetime, progress: float, stage: str
+    ) -> bool | None:
+        """Record progress; whether a cancel was requested (None: this attempt lost the job)."""
         table = t.jobs
-        self._c.execute(
+        beat = self._c.execute(
             update(table)
-            .where(table.c.id == job_id, table.c.status == JobStatus.RUNNING.value)
+            .where(
+                table.c.id == job_id,
+                table.c.status == JobStatus.RUNNING.value,
+                table.c.attempts == attempt,
+            )
             .values(heartbeat_at=now, progress=progress, stage=stage[:200])
         )
+        if not beat.rowcount:
+            return None
         flag = self._c.execute(
             select(table.c.cancel_requested).where(table.c.id == job_id)
         ).scalar()
@@ -240,6 +248,7 @@ class CoBuildRows:
     def finish_job(
         self,
         job_id: str,
+        attempt: int,
         status: JobStatus,
         now: datetime,
         result: dict[str, Any],
@@ -249,7 +258,11 @@ class CoBuildRows:
         table = t.jobs
         self._c.execute(
             update(table)
-            .where(table.c.id == job_id, table.c.status == JobStatus.RUNNING.value)
+            .where(
+                table.c.id == job_id,
+                table.c.status == JobStatus.RUNNING.value,
+                table.c.attempts == attempt,
+            )
             .values(
                 status=status.value,
                 finished_at=now,
