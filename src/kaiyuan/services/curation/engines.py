@@ -46,7 +46,11 @@ class LocalEngine:
 
 
 class RayEngine:
-    """Ray Data over a Ray cluster (`address`), or a local Ray started on first use."""
+    """Ray Data over a Ray cluster (`address`), or a local Ray started on first use.
+
+    The Ray driver is a child process, one per map: a Ray driver process exits when its cluster
+    goes away, and the hub must not go with it.
+    """
 
     name = "ray"
 
@@ -56,13 +60,23 @@ class RayEngine:
     def map(
         self, function: BatchRunner, batches: Sequence[pa.Table], argument: Any
     ) -> list[pa.Table]:
-        import ray  # noqa: PLC0415 - Ray is optional and heavy
-        import ray.data  # noqa: PLC0415
-
-        if not ray.is_initialized():
-            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
         if not batches:
             return []
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as driver:
+            return driver.submit(_ray_map, self.address, function, list(batches), argument).result()
+
+
+def _ray_map(
+    address: str | None,
+    function: BatchRunner,
+    batches: list[pa.Table],
+    argument: Any,
+) -> list[pa.Table]:
+    import ray  # noqa: PLC0415 - Ray is optional and heavy
+    import ray.data  # noqa: PLC0415
+
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
@@ -79,17 +93,18 @@ class RayEngine:
             zero_copy_batch=True,
         )
         table = pa.concat_tables(ray.get(list(dataset.to_arrow_refs())))
-        results: list[pa.Table] = []
-        ids = table.column("_batch").to_pylist()
-        table = table.drop_columns(["_batch"])
-        start = 0
-        for index, size in enumerate(sizes):
-            part = table.slice(start, size)
-            if size and (ids[start] != index or ids[start + size - 1] != index):
-                raise RuntimeError("ray returned batches out of order")
-            results.append(part)
-            start += size
-        return results
+    finally:
+        ray.shutdown()
+    ids = table.column("_batch").to_pylist()
+    table = table.drop_columns(["_batch"])
+    results: list[pa.Table] = []
+    start = 0
+    for index, size in enumerate(sizes):
+        if size and (ids[start] != index or ids[start + size - 1] != index):
+            raise RuntimeError("ray returned batches out of order")
+        results.append(table.slice(start, size))
+        start += size
+    return results
 
 
 def _by_batch(table: pa.Table, function: BatchRunner, argument: Any) -> pa.Table:
