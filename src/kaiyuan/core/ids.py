@@ -12,10 +12,10 @@ MAX_NAME_LENGTH = 96
 MAX_PATH_LENGTH = 1024
 MAX_REF_LENGTH = 256
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SHORT_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+_HEX40 = re.compile(r"^[0-9a-f]{40}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_SHORT_HEX = re.compile(r"^[0-9a-f]{7,40}\Z")
 # Characters git forbids in ref names (git-check-ref-format), plus controls (C0, DEL, C1) and
 # space; a lone surrogate is not text at all (nothing can store it as UTF-8).
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f~^:?*\[\\\ud800-\udfff]")
