@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import IO
 
 from kaiyuan.core.errors import (
     AccessDeniedError,
@@ -182,12 +183,12 @@ class UploadService:
         if not held or not self._holds(sha256, size):
             raise IntegrityError(f"object {sha256} of {size} bytes was not received")
 
-    def adopt(self, repo: Repo, chunks: Iterable[bytes], max_bytes: int | None = None) -> BlobInfo:
-        """Store bytes the hub received or made itself as an upload to `repo`, hashed as written."""
+    def adopt(self, repo: Repo, stream: IO[bytes], max_bytes: int | None = None) -> BlobInfo:
+        """Store a stream the hub received or made itself as an upload to `repo`, hashed."""
         limit = self._limits.max_file_bytes if max_bytes is None else max_bytes
         writer = self._blobs.writer()
         try:
-            _write_within(writer, chunks, limit)
+            _write_within(writer, iter(lambda: stream.read(_ADOPT_CHUNK), b""), limit)
             info = writer.commit()
         except BaseException:
             writer.abort()
@@ -203,6 +204,9 @@ class UploadService:
         with self._store.session(write=True) as session:
             session.add_blob(info, self._clock())
             session.add_repo_object(grant.repo_pk, info.sha256)
+
+
+_ADOPT_CHUNK = 4 * 1024 * 1024
 
 
 class SizedWriter:

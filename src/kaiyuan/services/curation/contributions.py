@@ -11,7 +11,7 @@ the card's contributor list regenerated) or rejects it (main is untouched).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -47,7 +47,6 @@ from kaiyuan.services.curation.records import is_data_file, read_records
 from kaiyuan.services.reads import ReadService
 from kaiyuan.services.uploads import UploadService
 
-_READ_CHUNK = 1 << 20
 MAX_CARD_BYTES = 1024 * 1024
 MAX_REPORT_BYTES = 16 * 1024 * 1024
 REPORT_FILE = "curation/report.json"
@@ -132,7 +131,7 @@ class ContributionService:
         checked_licence(licence, policy.licences)
         checked = self._check_files(files)
         stored = [
-            (path, self._uploads.adopt(repo, _chunks(f.stream)), rows)
+            (path, self._uploads.adopt(repo, f.stream), rows)
             for (path, rows), f in zip(checked, files, strict=True)
         ]
         number, base = self._claim_branch(repo)
@@ -303,11 +302,6 @@ class ContributionService:
             )
         if not done:
             raise ConflictError(f"contribution {number} was reviewed by someone else meanwhile")
-
-
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    while chunk := stream.read(_READ_CHUNK):
-        yield chunk
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +41,12 @@ from kaiyuan.services.commits import (
 from kaiyuan.services.contents import ContentStore
 from kaiyuan.services.curation import stages
 from kaiyuan.services.curation.card import render_card
-from kaiyuan.services.curation.config import CONFIG_FILE, CurationConfig, parse_config
+from kaiyuan.services.curation.config import (
+    CONFIG_FILE,
+    MAX_CONFIG_BYTES,
+    CurationConfig,
+    parse_config,
+)
 from kaiyuan.services.curation.contributions import REPORT_FILE, read_card, read_report
 from kaiyuan.services.curation.engines import Engine
 from kaiyuan.services.curation.pipeline import SourceFile, curate
@@ -51,7 +56,6 @@ from kaiyuan.services.reads import ReadService
 from kaiyuan.services.uploads import UploadService
 
 REMOVED_FILE = "curation/removed.parquet"
-_CHUNK = 4 << 20
 _AREA_DEPTH = 3
 _COMMIT_ATTEMPTS = 3
 
@@ -100,8 +104,8 @@ class CurationService:
         if entry is None or entry.is_dir or entry.sha256 is None:
             return parse_config(None, stages.checkers())
         del repo
-        if entry.size is not None and entry.size > 64 * 1024:
-            raise InvalidInputError(f"{CONFIG_FILE} is larger than 65536 bytes")
+        if entry.size is not None and entry.size > MAX_CONFIG_BYTES:
+            raise InvalidInputError(f"{CONFIG_FILE} is larger than {MAX_CONFIG_BYTES} bytes")
         raw = b"".join(self._contents.open(entry.sha256))
         try:
             text = raw.decode("utf-8")
@@ -209,7 +213,7 @@ class CurationService:
                 table, target, compression="zstd", use_dictionary=True, write_statistics=True
             )
             with target.open("rb") as handle:
-                info = self._uploads.adopt(repo, _chunks(handle), max_bytes=1 << 62)
+                info = self._uploads.adopt(repo, handle, max_bytes=1 << 62)
         return PutLfsFile(path, info.sha256, info.size)
 
     def jobs_of(self, principal: Principal, repo_id: RepoId) -> list[Job]:
@@ -239,11 +243,6 @@ class CurationService:
         if found is None:
             raise EntryNotFoundError(f"{REPORT_FILE} not found at {at.commit.sha}", at.commit.sha)
         return found
-
-
-def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    while chunk := handle.read(_CHUNK):
-        yield chunk
 
 
 def _source(path: str, sha256: str, size: int, accepted: dict[int, Any], repo: Repo) -> SourceFile:
